@@ -1,0 +1,40 @@
+# signed-saliency: `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ARCHIVES ?= $(or $(SIGNED_SALIENCY_ARCHIVES),../shared/datasets)
+DATA ?= $(or $(SIGNED_SALIENCY_DATA),data)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv data test lint reproduce clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[notebooks,test]"
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv and install the pinned dependencies (torch 2.14.1 from local disk)
+
+data: venv ## fill the data root from the offline archives when they exist (a rerun skips what is done)
+	@if [ -f "$(ARCHIVES)/materialize.py" ]; then \
+		$(PY) "$(ARCHIVES)/materialize.py" "$(DATA)"; \
+	else \
+		echo "no offline archives at $(ARCHIVES): datasets will be downloaded by torchvision on first use"; \
+	fi
+
+test: venv data ## set up and run the test suite
+	$(PY) -m pytest
+
+lint: venv ## ruff check and format check
+	$(VENV)/bin/ruff check lib tests
+	$(VENV)/bin/ruff format --check lib tests
+
+reproduce: venv data ## set up and train + evaluate the CIFAR-10 CNN with the paper's settings (50 epochs)
+	$(PY) -m signed_saliency.training --dataset cifar10 --model cnn --epochs 50
+
+clean: ## remove build outputs (keeps data/, checkpoints/ and .venv)
+	rm -rf build .pytest_cache

@@ -1,0 +1,188 @@
+"""Black and white deletion, allegiance curves and their AUC (PROTOCOL §2).
+
+For each image and fraction p, the pixels whose map value is above the k-th largest
+(k = round(p·H·W)) and non-zero are set to 0 (black) or 1 (white) in every channel;
+allegiance is the share of images whose prediction is unchanged. Everything is batched
+over images and fractions. Deletion sets grow with p, so an image whose deleted count does
+not grow from one fraction to the next is the same altered image: its prediction is reused
+instead of recomputed, as is the original prediction for an image with nothing deleted.
+The forward passes of genuinely new images are the whole cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+FRACTIONS = (0, 0.03, 0.05, 0.07, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+FILLS = {"black": 0.0, "white": 1.0}
+# Mask elements (fraction × image × pixel) built at once; chunks of images keep memory flat.
+_MASK_ELEMENTS = 1 << 26
+
+
+class DeletionCurve(NamedTuple):
+    """One allegiance curve: ``allegiance[i]`` and the mean fraction of pixels actually
+    ``deleted[i]`` at ``fractions[i]``, the curve's ``auc`` and its ``fill``."""
+
+    fractions: tuple[float, ...]
+    allegiance: torch.Tensor
+    deleted: torch.Tensor
+    auc: float
+    fill: str
+
+
+def deletion_masks(saliency: torch.Tensor, fractions: Sequence[float] = FRACTIONS) -> torch.Tensor:
+    """Boolean masks (F, B, H, W) of the pixels deleted at each fraction (PROTOCOL §2)."""
+    fractions = _check_fractions(fractions)
+    if saliency.dim() != 3:
+        raise ValueError(f"saliency must be maps (B, H, W), got shape {tuple(saliency.shape)}")
+    batch, height, width = saliency.shape
+    pixels = height * width
+    flat = saliency.reshape(batch, pixels)
+    ordered = flat.sort(dim=1, descending=True).values
+    ks = [round(p * pixels) for p in fractions]
+    # τ = s[k]; at k = H·W (p = 1) nothing is left above it, so every non-zero pixel goes.
+    padded = torch.cat([ordered, torch.full_like(ordered[:, :1], float("-inf"))], dim=1)
+    thresholds = padded[:, ks].T  # (F, B)
+    masks = (flat[None] > thresholds[..., None]) & (flat[None] != 0)
+    return masks.view(len(fractions), batch, height, width)
+
+
+def deleted_fraction(saliency: torch.Tensor, fractions: Sequence[float] = FRACTIONS) -> torch.Tensor:
+    """The mean fraction of pixels actually deleted at each fraction (F,); it stops growing
+    once only zero-valued (or tied) pixels remain."""
+    return deletion_masks(saliency, fractions).flatten(2).float().mean(dim=(1, 2))
+
+
+def allegiance_curve(
+    model: nn.Module,
+    images: torch.Tensor,
+    saliency: torch.Tensor,
+    fill: str,
+    fractions: Sequence[float] = FRACTIONS,
+    batch_size: int = 512,
+    original_predictions: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Allegiance at each fraction (F,): the share of images whose predicted class after
+    deleting the most salient pixels equals the prediction on the unaltered image.
+
+    Args:
+        model: classifier returning logits (B, C); run in eval mode without gradients and
+            handed back in the mode it came in.
+        images: float (B, K, H, W) in [0, 1].
+        saliency: maps (B, H, W); higher = deleted first; zero = never deleted.
+        fill: ``"black"`` (deleted pixels set to 0 in every channel) or ``"white"`` (to 1).
+        fractions: ascending fractions in [0, 1] (default ``FRACTIONS``).
+        batch_size: altered images per forward pass.
+        original_predictions: (B,) predictions on the unaltered images, if already known
+            (share them between the curves of one model to save a forward pass).
+    """
+    return deletion_curve(model, images, saliency, fill, fractions, batch_size, original_predictions).allegiance
+
+
+def deletion_curve(
+    model: nn.Module,
+    images: torch.Tensor,
+    saliency: torch.Tensor,
+    fill: str,
+    fractions: Sequence[float] = FRACTIONS,
+    batch_size: int = 512,
+    original_predictions: torch.Tensor | None = None,
+) -> DeletionCurve:
+    """Like ``allegiance_curve`` but returns a ``DeletionCurve`` with the fraction actually
+    deleted and the AUC."""
+    fractions = _check_fractions(fractions)
+    if fill not in FILLS:
+        raise ValueError(f"fill must be 'black' or 'white', got {fill!r}")
+    _check_pair(images, saliency)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            if original_predictions is None:
+                original_predictions = predict(model, images, batch_size)
+            elif original_predictions.shape != (images.shape[0],):
+                raise ValueError(
+                    f"original_predictions must have shape ({images.shape[0]},), "
+                    f"got {tuple(original_predictions.shape)}"
+                )
+            chunk = max(1, _MASK_ELEMENTS // (len(fractions) * saliency[0].numel()))
+            predictions, deleted = [], []
+            for start in range(0, images.shape[0], chunk):
+                part = slice(start, start + chunk)
+                masks = deletion_masks(saliency[part], fractions)
+                predictions.append(_altered_predictions(
+                    model, images[part], masks, FILLS[fill], original_predictions[part], batch_size
+                ))  # fmt: skip
+                deleted.append(masks.flatten(2).sum(dim=2))
+    finally:
+        model.train(was_training)
+    predictions = torch.cat(predictions, dim=1)
+    agree = (predictions == original_predictions.to(predictions.device)[None]).float().mean(dim=1)
+    deleted = torch.cat(deleted, dim=1).float().mean(dim=1) / saliency[0].numel()
+    return DeletionCurve(fractions, agree.cpu(), deleted.cpu(), auc(fractions, agree.tolist()), fill)
+
+
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Predicted classes (B,) in batches, without gradients."""
+    with torch.inference_mode():
+        return torch.cat([model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+
+
+def auc(fractions: Sequence[float], values: Sequence[float]) -> float:
+    """Area under the curve by the trapezoid rule, fractions as x (not normalised)."""
+    xs = [float(x) for x in fractions]
+    ys = [float(y) for y in (values.tolist() if isinstance(values, torch.Tensor) else values)]
+    if len(xs) != len(ys):
+        raise ValueError(f"fractions and values differ in length: {len(xs)} vs {len(ys)}")
+    if any(b < a for a, b in zip(xs, xs[1:])):
+        raise ValueError(f"fractions must be ascending, got {xs}")
+    return sum((x1 - x0) * (y0 + y1) / 2 for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:]))
+
+
+def _altered_predictions(model, images, masks, fill_value, original, batch_size) -> torch.Tensor:
+    """Predictions (F, B) on every altered image, each distinct altered image evaluated once."""
+    n_fractions, batch = masks.shape[:2]
+    counts = masks.flatten(2).sum(dim=2)  # (F, B)
+    grew = torch.cat([counts[:1] > 0, counts[1:] > counts[:-1]])  # a new deletion set
+    f_index, i_index = grew.nonzero(as_tuple=True)
+    fresh = torch.empty(len(f_index), dtype=torch.long, device=images.device)
+    for start in range(0, len(f_index), batch_size):
+        f, i = f_index[start : start + batch_size], i_index[start : start + batch_size]
+        altered = torch.where(masks[f, i][:, None], fill_value, images[i])
+        fresh[start : start + batch_size] = model(altered).argmax(1)
+    # Carry each image's latest prediction forward through fractions that deleted nothing new.
+    predictions = torch.empty(n_fractions, batch, dtype=torch.long, device=images.device)
+    position = grew.flatten().cumsum(0).view(n_fractions, batch) - 1
+    current = original.to(images.device)
+    for f in range(n_fractions):
+        if grew[f].any():
+            current = torch.where(grew[f], fresh[position[f].clamp(min=0)], current)
+        predictions[f] = current
+    return predictions
+
+
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
+    fractions = tuple(float(p) for p in fractions)
+    if not fractions:
+        raise ValueError("fractions is empty")
+    if any(not 0.0 <= p <= 1.0 for p in fractions):
+        raise ValueError(f"fractions must lie in [0, 1], got {fractions}")
+    if any(b < a for a, b in zip(fractions, fractions[1:])):
+        raise ValueError(f"fractions must be ascending, got {fractions}")
+    return fractions
+
+
+def _check_pair(images: torch.Tensor, saliency: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be a float tensor (B, C, H, W); got {getattr(images, 'shape', images)}")
+    expected = (images.shape[0], *images.shape[2:])
+    if not isinstance(saliency, torch.Tensor) or tuple(saliency.shape) != expected:
+        raise ValueError(
+            f"saliency must have shape {expected} to match the images, got {tuple(getattr(saliency, 'shape', ()))}"
+        )

@@ -1,0 +1,282 @@
+"""Training with the paper's settings: fit, resume, reuse, and checkpoints.
+
+``fit(TrainConfig(...))`` trains one model on one dataset with AdamW (lr 1e-3), batch 128,
+cross-entropy, no augmentation, seed 42 and 50 epochs by default (PROTOCOL §5), from the
+uint8 tensors of ``signed_saliency.data``. After every epoch it writes a checkpoint
+atomically, holding the weights, optimizer state, full config, per-epoch loss and accuracy,
+data source and library version. A rerun with the same config reuses a finished checkpoint
+and resumes an interrupted one from its last epoch; the shuffling of epoch e comes from a
+generator seeded by (seed, e), so a resumed run ends with the same weights as an
+uninterrupted one. Frozen pre-trained backbones are a fixed function: their 1000 logits
+are computed once per image and only the head is trained on them, which is exact.
+``python -m signed_saliency.training --dataset cifar10 --model cnn`` runs it from a shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from signed_saliency import __version__, paths
+from signed_saliency.data import TEST_SPLIT, ImageSet, load_dataset, to_float
+from signed_saliency.io import atomic_torch_save
+from signed_saliency.models import PretrainedClassifier, build
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained model; its hash names the checkpoint."""
+
+    dataset: str = "cifar10"
+    model: str = "cnn"
+    pretrained: bool = False
+    epochs: int = 50
+    lr: float = 1e-3
+    batch_size: int = 128
+    seed: int = 42
+    train_size: int | None = None  # a seeded subset of the train split; None = all of it
+    test_size: int | None = None  # a seeded subset of the test split; None = all of it
+    grayscale: str = "drop"
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+    @property
+    def name(self) -> str:
+        digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        kind = f"{self.model}-pretrained" if self.pretrained else self.model
+        size = self.train_size if self.train_size is not None else "all"
+        return f"{self.dataset}_{kind}_e{self.epochs}_n{size}_s{self.seed}_{digest}"
+
+
+@dataclass
+class TrainResult:
+    """A trained model with its history; ``test_accuracy`` is on the (subset of the) test split."""
+
+    model: nn.Module
+    config: TrainConfig
+    history: list[dict] = field(default_factory=list)
+    test_accuracy: float = float("nan")
+    checkpoint: Path | None = None
+    data_source: str = ""
+    reused: bool = False
+    resumed_from_epoch: int = 0
+    seconds: float = 0.0
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` is CUDA when available, else the CPU; anything else is taken as given."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def checkpoint_path(config: TrainConfig, checkpoint_dir: str | Path | None = None) -> Path:
+    return paths.checkpoints_dir(checkpoint_dir) / f"{config.name}.pt"
+
+
+def fit(
+    config: TrainConfig,
+    *,
+    data_root: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    device: str | torch.device = "auto",
+    force: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train (or reuse, or resume) the model described by ``config`` and test it.
+
+    A finished checkpoint with the same config is reused unless ``force``; an unfinished
+    one is resumed from its last completed epoch. Returns a ``TrainResult`` whose model is
+    in eval mode on ``device``.
+    """
+    device = resolve_device(device)
+    path = checkpoint_path(config, checkpoint_dir)
+    state = None if force or not path.exists() else torch.load(path, map_location="cpu", weights_only=False)
+    if state is not None and state.get("config") != asdict(config):
+        state = None  # a hash collision or an edited file: never resume someone else's run
+    torch.manual_seed(config.seed)
+    model = build(config.model, pretrained=config.pretrained)
+    if state is not None and state["finished"]:
+        model.load_state_dict(state["model_state"])
+        return TrainResult(model.to(device).eval(), config, state["history"], state["test_accuracy"],
+                           path, state["data_source"], reused=True)  # fmt: skip
+
+    started = time.perf_counter()
+    train_set = load_dataset(config.dataset, "train", data_root, grayscale=config.grayscale)
+    train_set = train_set.subset(config.train_size, config.seed)
+    test_set = load_dataset(config.dataset, TEST_SPLIT[config.dataset], data_root, grayscale=config.grayscale)
+    test_set = test_set.subset(config.test_size, config.seed)
+    model.to(device)
+    trainable, train_inputs, test_inputs = _trainable_part(model, train_set, test_set, device)
+    optimizer = torch.optim.AdamW(trainable.parameters(), lr=config.lr)
+    history: list[dict] = []
+    first_epoch = 0
+    if state is not None:
+        model.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer_state"])
+        history, first_epoch = state["history"], state["epoch"]
+
+    train_labels = train_set.labels.to(device)
+    test_labels = test_set.labels.to(device)
+    epochs = tqdm(range(first_epoch, config.epochs), initial=first_epoch, total=config.epochs,
+                  desc=f"training {config.dataset}/{config.model}", disable=not progress)  # fmt: skip
+    for epoch in epochs:
+        loss, train_accuracy = _run_epoch(trainable, optimizer, train_inputs, train_labels, config, epoch)
+        test_accuracy = _accuracy(trainable, test_inputs, test_labels)
+        history.append({"epoch": epoch + 1, "loss": loss, "train_accuracy": train_accuracy,
+                        "test_accuracy": test_accuracy})  # fmt: skip
+        epochs.set_postfix(loss=f"{loss:.3f}", train=f"{train_accuracy:.3f}", test=f"{test_accuracy:.3f}")
+        finished = epoch + 1 == config.epochs
+        _save(path, model, optimizer, config, history, epoch + 1, finished, test_accuracy, train_set, device)
+    model.eval()
+    return TrainResult(model, config, history, history[-1]["test_accuracy"],
+                       path, train_set.source, resumed_from_epoch=first_epoch,
+                       seconds=time.perf_counter() - started)  # fmt: skip
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> tuple[nn.Module, dict]:
+    """The model (eval mode, on ``device``) and the raw checkpoint dict saved by ``fit``.
+
+    Pre-trained models are rebuilt without fetching ImageNet weights: the checkpoint holds them.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}: train it first with fit() or make reproduce")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    config = TrainConfig(**state["config"])
+    torch.manual_seed(config.seed)
+    if config.pretrained:
+        import torchvision
+
+        model = PretrainedClassifier(getattr(torchvision.models, config.model)(), 10)
+    else:
+        model = build(config.model)
+    model.load_state_dict(state["model_state"])
+    return model.to(resolve_device(device)).eval(), state
+
+
+def evaluate(model: nn.Module, images: ImageSet, batch_size: int = 512, device: str | torch.device = "auto") -> float:
+    """Accuracy of ``model`` on an ``ImageSet``."""
+    device = resolve_device(device)
+    model.to(device)
+    batches = (images.batch(slice(i, i + batch_size), device) for i in range(0, len(images), batch_size))
+    return _accuracy(model, batches, images.labels.to(device))
+
+
+def _trainable_part(model, train_set: ImageSet, test_set: ImageSet, device):
+    """The module to train and (lazy) inputs for it: images, or cached backbone features."""
+    if isinstance(model, PretrainedClassifier):
+        return model.head, _features(model, train_set, device), _features(model, test_set, device)
+    train_images = train_set.images.to(device)
+    return model, train_images, test_set.images.to(device)
+
+
+def _features(model: PretrainedClassifier, images: ImageSet, device) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.cat([
+            model.features(images.batch(slice(i, i + 256), device)) for i in range(0, len(images), 256)
+        ])  # fmt: skip
+
+
+def _as_input(batch: torch.Tensor) -> torch.Tensor:
+    return to_float(batch) if batch.dtype == torch.uint8 else batch
+
+
+def _run_epoch(module, optimizer, inputs, labels, config: TrainConfig, epoch: int) -> tuple[float, float]:
+    module.train()
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+    order = torch.randperm(len(labels), generator=generator).to(labels.device)
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(order), config.batch_size):
+        index = order[start : start + config.batch_size]
+        logits = module(_as_input(inputs[index]))
+        loss = nn.functional.cross_entropy(logits, labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(index)
+        correct += (logits.argmax(1) == labels[index]).sum().item()
+    module.eval()
+    return total_loss / len(order), correct / len(order)
+
+
+def _accuracy(module, inputs, labels, batch_size: int = 512) -> float:
+    was_training = module.training
+    module.eval()
+    with torch.inference_mode():
+        batches = inputs
+        if isinstance(inputs, torch.Tensor):
+            batches = (_as_input(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size))
+        predictions = torch.cat([module(batch).argmax(1) for batch in batches])
+    module.train(was_training)
+    return (predictions == labels).float().mean().item()
+
+
+def _save(path, model, optimizer, config, history, epoch, finished, test_accuracy, train_set, device) -> None:
+    atomic_torch_save({
+        "format": CHECKPOINT_FORMAT,
+        "config": asdict(config),
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer_state": optimizer.state_dict(),
+        "epoch": epoch,
+        "finished": finished,
+        "history": history,
+        "test_accuracy": test_accuracy,
+        "data_source": train_set.source,
+        "train_images": len(train_set),
+        "grayscale_count": train_set.grayscale_count,
+        "device": str(device),
+        "torch_version": torch.__version__,
+        "version": __version__,
+    }, path)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> TrainResult:
+    parser = argparse.ArgumentParser(
+        description="Train one model on one dataset (PROTOCOL §5) and print its test accuracy."
+    )
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "imagenette"))
+    parser.add_argument("--model", default="cnn", choices=("cnn", "resnet18", "convnext_tiny"))
+    parser.add_argument("--pretrained", action="store_true")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--train-size", type=int, default=None)
+    parser.add_argument("--test-size", type=int, default=None)
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, ...")
+    parser.add_argument("--data-root", default=None, help=f"default ${paths.DATA_ENV} or data/")
+    parser.add_argument("--checkpoint-dir", default=None, help=f"default ${paths.CHECKPOINTS_ENV} or checkpoints/")
+    parser.add_argument("--force", action="store_true", help="retrain even if a finished checkpoint exists")
+    args = parser.parse_args(argv)
+    config = TrainConfig(args.dataset, args.model, args.pretrained, args.epochs, args.lr, args.batch_size,
+                         args.seed, args.train_size, args.test_size)  # fmt: skip
+    result = fit(
+        config, data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device, force=args.force
+    )
+    how = "reused" if result.reused else f"trained in {result.seconds:.0f} s"
+    if result.resumed_from_epoch:
+        how += f" (resumed from epoch {result.resumed_from_epoch})"
+    print(f"{config.dataset}/{config.model}{' pre-trained' if config.pretrained else ''}: "
+          f"test accuracy {result.test_accuracy:.4f} after {config.epochs} epochs, {how}; "
+          f"data: {result.data_source or 'from checkpoint'}; checkpoint: {result.checkpoint}")  # fmt: skip
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Deletion and allegiance on known curves, against a slow reference, and AUC by hand."""
+
+import pytest
+import torch
+from torch import nn
+
+from signed_saliency import deletion
+from signed_saliency.deletion import (
+    FRACTIONS,
+    allegiance_curve,
+    auc,
+    deleted_fraction,
+    deletion_curve,
+    deletion_masks,
+)
+
+# On 4×4 images, the model predicts class 1 while more than 2.5 of the four "key" pixels
+# (the top-left 2×2 block, channel 0) are bright; otherwise class 0.
+KEY = torch.zeros(4, 4, dtype=torch.bool)
+KEY[:2, :2] = True
+
+
+class KeyPixels(nn.Module):
+    def forward(self, x):
+        score = x[:, 0][:, KEY].sum(dim=1) - 2.5
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+def test_known_curve_from_a_model_that_depends_on_known_pixels():
+    images = torch.ones(2, 3, 4, 4)
+    key_first = torch.where(KEY, 100.0, 0.0) + torch.arange(16.0).view(4, 4)  # key pixels ranked 1st-4th
+    key_last = torch.where(KEY, 0.0, 100.0) + torch.arange(1.0, 17.0).view(4, 4)  # ranked 13th-16th
+    saliency = torch.stack([key_first, key_last])
+    # k = round(p·16) for FRACTIONS: 0, 0, 1, 1, 2, 3, 5, 6, 8, 10, 11, 13, 14.
+    # Image 0 loses its prediction once 2 key pixels go: k ≥ 2, i.e. from p = 0.1.
+    # Image 1 loses it only when 2 of its last-ranked key pixels go: k ≥ 14, i.e. p = 0.9.
+    expected_image0 = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    expected_image1 = [1] * 12 + [0]
+    expected = torch.tensor(expected_image0, dtype=torch.float) / 2 + torch.tensor(expected_image1) / 2
+    curve = deletion_curve(KeyPixels(), images, saliency, "black")
+    assert torch.equal(curve.allegiance, expected)
+    ks = torch.tensor([0, 0, 1, 1, 2, 3, 5, 6, 8, 10, 11, 13, 14], dtype=torch.float)
+    assert torch.equal(curve.deleted, ks / 16)
+    assert curve.auc == pytest.approx(auc(FRACTIONS, expected.tolist()))
+    # White deletion of white pixels changes nothing.
+    assert torch.equal(allegiance_curve(KeyPixels(), images, saliency, "white"), torch.ones(13))
+
+
+class Recorder(nn.Module):
+    """Predicts by channel-0 brightness and keeps every batch it saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        return torch.stack([x[:, 0].mean(dim=(1, 2)), torch.full((x.shape[0],), 0.5)], dim=1)
+
+
+@pytest.mark.parametrize("fill, value", [("black", 0.0), ("white", 1.0)])
+def test_zero_valued_pixels_are_never_deleted(fill, value):
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 6, 6) * 0.5 + 0.25  # no pixel is 0 or 1 before deletion
+    saliency = torch.rand(3, 6, 6) + 0.01
+    saliency[:, :, :3] = 0  # the left half is never deleted
+    model = Recorder()
+    curve = deletion_curve(model, images, saliency, fill)
+    altered = torch.cat(model.seen[1:])  # the first batch is the unaltered images
+    is_fill = altered == value
+    assert not is_fill[..., :3].any()  # nothing on the zero-valued half was touched
+    assert is_fill[..., 3:].any()
+    assert torch.equal(is_fill.all(dim=1), is_fill.any(dim=1))  # a deleted pixel loses all channels
+    assert curve.deleted[-1].item() == pytest.approx(0.5)  # 90% asked, only the non-zero half exists
+    assert curve.deleted.max().item() == pytest.approx(0.5)
+
+
+def reference_mask(saliency_map: torch.Tensor, p: float) -> torch.Tensor:
+    """PROTOCOL §2 for one map, as written: sort, k = round(p·H·W), τ = s[k], delete M > τ and M ≠ 0."""
+    values = sorted(saliency_map.flatten().tolist(), reverse=True)
+    k = round(p * len(values))
+    tau = values[k] if k < len(values) else float("-inf")
+    return (saliency_map > tau) & (saliency_map != 0)
+
+
+def test_masks_with_ties_match_the_protocol_written_out():
+    torch.manual_seed(0)
+    saliency = torch.randint(0, 4, (5, 5, 5)).float()  # many ties, many zeros
+    fractions = (0, 0.03, 0.1, 0.25, 0.5, 0.9, 1.0)
+    masks = deletion_masks(saliency, fractions)
+    for f, p in enumerate(fractions):
+        for b in range(saliency.shape[0]):
+            assert torch.equal(masks[f, b], reference_mask(saliency[b], p)), (p, b)
+    assert torch.equal(deleted_fraction(saliency, fractions), masks.flatten(2).float().mean(dim=(1, 2)))
+
+
+def random_cnn():
+    torch.manual_seed(3)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, stride=2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(6 * 3 * 3, 10),
+    ).double()  # fmt: skip
+
+
+@pytest.mark.parametrize("fill", ["black", "white"])
+def test_batched_curve_equals_a_per_image_per_fraction_loop(fill):
+    model = random_cnn().eval()
+    torch.manual_seed(4)
+    images = torch.rand(12, 3, 8, 8, dtype=torch.float64)
+    saliency = torch.rand(12, 8, 8, dtype=torch.float64)
+    saliency[saliency < 0.4] = 0
+    value = 0.0 if fill == "black" else 1.0
+    expected = []
+    for p in FRACTIONS:
+        agree = 0
+        for b in range(images.shape[0]):
+            with torch.no_grad():
+                original = model(images[b : b + 1]).argmax()
+                altered = images[b].clone()
+                altered[:, reference_mask(saliency[b], p)] = value
+                agree += int(model(altered[None]).argmax() == original)
+        expected.append(agree / images.shape[0])
+    curve = allegiance_curve(model, images, saliency, fill)
+    assert curve.tolist() == pytest.approx(expected, abs=1e-6)  # float32 means of exact counts
+    assert min(expected) < 1  # the reference does change predictions: the comparison has teeth
+    for batch_size in (1, 5):
+        assert torch.equal(allegiance_curve(model, images, saliency, fill, batch_size=batch_size), curve)
+
+
+def test_chunked_masks_and_shared_predictions_give_the_same_curve(monkeypatch):
+    model = random_cnn().eval()
+    images = torch.rand(9, 3, 8, 8, dtype=torch.float64)
+    saliency = torch.rand(9, 8, 8, dtype=torch.float64)
+    whole = deletion_curve(model, images, saliency, "black")
+    monkeypatch.setattr(deletion, "_MASK_ELEMENTS", len(FRACTIONS) * 64 * 2)
+    predictions = model(images).argmax(1)
+    chunked = deletion_curve(model, images, saliency, "black", original_predictions=predictions)
+    assert torch.equal(whole.allegiance, chunked.allegiance)
+    assert torch.equal(whole.deleted, chunked.deleted)
+
+
+def test_model_mode_is_restored():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 4), nn.Dropout(0.5), nn.Linear(4, 3)).train()
+    allegiance_curve(model, torch.rand(3, 3, 4, 4), torch.rand(3, 4, 4), "black")
+    assert model.training
+
+
+def test_auc_by_hand():
+    assert auc(FRACTIONS, [1.0] * 13) == pytest.approx(0.9)
+    assert auc(FRACTIONS, list(FRACTIONS)) == pytest.approx(0.9**2 / 2)  # trapezoid is exact on y = x
+    assert auc((0, 0.5, 1.0), (1.0, 0.0, 1.0)) == pytest.approx(0.5)
+    assert auc((0, 0.1, 0.3), torch.tensor([1.0, 0.5, 0.0])) == pytest.approx(0.1 * 0.75 + 0.2 * 0.25)
+    with pytest.raises(ValueError, match="length"):
+        auc((0, 0.1), (1.0,))
+    with pytest.raises(ValueError, match="ascending"):
+        auc((0.2, 0.1), (1.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"fill": "gray"}, "fill"),
+        ({"fractions": (0, 1.5)}, r"\[0, 1\]"),
+        ({"fractions": (0.5, 0.1)}, "ascending"),
+        ({"fractions": ()}, "empty"),
+        ({"saliency": torch.rand(2, 4, 4)}, "shape"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"original_predictions": torch.zeros(2, dtype=torch.long)}, "original_predictions"),
+    ],
+)
+def test_bad_arguments_raise_value_error(kwargs, message):
+    arguments = {"images": torch.rand(3, 3, 4, 4), "saliency": torch.rand(3, 4, 4), "fill": "black"}
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        deletion_curve(KeyPixels(), **arguments)

@@ -1,0 +1,103 @@
+"""Training on real CIFAR-10: beats chance, checkpoints, resume, reuse, frozen backbones."""
+
+import pytest
+import torch
+import torchvision
+
+from signed_saliency import __version__, training
+from signed_saliency.data import load_dataset
+from signed_saliency.training import TrainConfig, evaluate, fit, load_checkpoint, resolve_device
+
+pytestmark = pytest.mark.data
+
+
+def same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_one_epoch_on_a_few_thousand_images_beats_chance(data_root, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=32, train_size=10000, test_size=2000)
+    result = fit(config, data_root=data_root, checkpoint_dir=tmp_path, progress=False)
+    assert result.test_accuracy > 0.15  # chance is 0.10 ± 0.007 on 2000 images: > 7 sigma above it
+    assert evaluate(result.model, load_dataset("cifar10", "test", data_root).subset(2000, 42)) == pytest.approx(
+        result.test_accuracy
+    )
+    state = torch.load(result.checkpoint, weights_only=False)
+    assert state["config"]["train_size"] == 10000 and state["finished"] and state["epoch"] == 1
+    assert state["version"] == __version__ and "JPEG" in state["data_source"]
+    assert [h["epoch"] for h in state["history"]] == [1]
+    assert set(state["history"][0]) == {"epoch", "loss", "train_accuracy", "test_accuracy"}
+    assert [p.name for p in tmp_path.iterdir()] == [result.checkpoint.name]  # no temporary files left
+
+
+def test_interrupted_run_resumes_to_the_same_weights(data_root, tmp_path, monkeypatch):
+    config = TrainConfig(epochs=2, train_size=1000, test_size=500)
+    uninterrupted = fit(config, data_root=data_root, checkpoint_dir=tmp_path / "a", progress=False)
+
+    real_epoch, calls = training._run_epoch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C during epoch 2
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, data_root=data_root, checkpoint_dir=tmp_path / "b", progress=False)
+    assert torch.load(training.checkpoint_path(config, tmp_path / "b"), weights_only=False)["epoch"] == 1
+
+    monkeypatch.setattr(training, "_run_epoch", real_epoch)
+    resumed = fit(config, data_root=data_root, checkpoint_dir=tmp_path / "b", progress=False)
+    assert resumed.resumed_from_epoch == 1 and not resumed.reused
+    assert same_weights(resumed.model, uninterrupted.model)
+    assert resumed.history == uninterrupted.history
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr(training, "_run_epoch", must_not_train)
+    reused = fit(config, data_root=data_root, checkpoint_dir=tmp_path / "b", progress=False)
+    assert reused.reused and same_weights(reused.model, uninterrupted.model)
+    assert reused.test_accuracy == uninterrupted.test_accuracy
+
+    monkeypatch.setattr(training, "_run_epoch", real_epoch)
+    forced = fit(config, data_root=data_root, checkpoint_dir=tmp_path / "b", force=True, progress=False)
+    assert not forced.reused and same_weights(forced.model, uninterrupted.model)  # seeded: deterministic
+
+
+def test_frozen_backbone_trains_only_the_head_on_cached_features(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.manual_seed(0)
+    backbone_weights = torchvision.models.resnet18().state_dict()
+    torch.save(backbone_weights, hub / weights.url.rsplit("/", 1)[1])
+
+    config = TrainConfig(model="resnet18", pretrained=True, epochs=2, train_size=512, test_size=256)
+    result = fit(config, data_root=data_root, checkpoint_dir=tmp_path / "ck", progress=False)
+    trained_backbone = result.model.backbone[1].state_dict()
+    assert all(torch.equal(trained_backbone[k], backbone_weights[k]) for k in backbone_weights)
+    # Accuracy from cached features equals accuracy through the whole model.
+    test_set = load_dataset("cifar10", "test", data_root).subset(256, 42)
+    assert evaluate(result.model, test_set) == pytest.approx(result.test_accuracy)
+
+    for file in hub.iterdir():
+        file.unlink()  # the checkpoint alone rebuilds the model, no ImageNet weights needed
+    model, state = load_checkpoint(result.checkpoint)
+    assert same_weights(model, result.model) and state["config"]["pretrained"]
+
+
+def test_device_selection_and_config_validation():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=0)
+    assert TrainConfig().name != TrainConfig(seed=1).name
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_checkpoint("/nonexistent/model.pt")
