@@ -4,9 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARCHIVES ?= $(or $(SIGNED_SALIENCY_ARCHIVES),../shared/datasets)
 DATA ?= $(or $(SIGNED_SALIENCY_DATA),data)
+PROFILE ?= quick
+ONLY ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data test lint reproduce clean
+.PHONY: help venv data test lint reproduce train clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,7 +35,10 @@ lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff check lib tests
 	$(VENV)/bin/ruff format --check lib tests
 
-reproduce: venv data ## set up and train + evaluate the CIFAR-10 CNN with the paper's settings (50 epochs)
+reproduce: venv data ## set up and run the notebook chain: PROFILE=smoke|quick|paper (default quick), ONLY=cifar10/cnn
+	$(PY) -m signed_saliency.reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
+
+train: venv data ## train + evaluate the CIFAR-10 CNN alone with the paper's settings (50 epochs)
 	$(PY) -m signed_saliency.training --dataset cifar10 --model cnn --epochs 50
 
 clean: ## remove build outputs (keeps data/, checkpoints/ and .venv)

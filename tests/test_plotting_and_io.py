@@ -14,8 +14,9 @@ def test_map_grid_has_image_five_maps_and_one_colour_bar(tmp_path):
     maps = {name: torch.rand(2, 8, 8) for name in ("original", "positive", "negative", "active", "inactive")}
     maps["active"][1] = 0  # a constant map must draw, not fail or NaN
     fig = plot_map_grid(images, maps, row_labels=["cat", "dog"])
-    image_axes = [ax for ax in fig.axes if ax.images]
-    assert len(image_axes) == 2 * 6 + 1  # 12 panels and the colour bar
+    assert len([ax for ax in fig.axes if ax.images]) == 2 * 6  # image + five maps, per row
+    (colour_bar,) = [ax for ax in fig.axes if not ax.images]
+    assert colour_bar.get_ylabel() == "saliency (scaled per image)"
     assert [ax.get_title() for ax in fig.axes[:6]] == ["image", *maps]
     png, pdf = save_figure(fig, tmp_path, "fig_maps_test")
     assert Image.open(png).size[0] > 300 and pdf.read_bytes().startswith(b"%PDF")

@@ -22,11 +22,12 @@ os.umask(_UMASK)
 
 
 @contextmanager
-def atomic_path(target: str | os.PathLike, suffix: str = ""):
+def atomic_path(target: str | os.PathLike):
     """Yield a temporary path beside ``target``; on success it is renamed onto ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f"{suffix}.tmp", dir=target.parent)
+    # The temporary name ends in the target's suffix: some writers (papermill, savefig) go by it.
+    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
     os.close(handle)
     try:
         yield Path(tmp)

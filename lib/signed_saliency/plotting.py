@@ -62,8 +62,13 @@ def plot_map_grid(
     return fig
 
 
-def plot_deletion_curves(curves: Mapping[str, DeletionCurve], title: str = "") -> Figure:
-    """Allegiance against the fraction asked for (left) and the fraction actually deleted (right)."""
+def plot_deletion_curves(curves: Mapping[str, DeletionCurve], title: str = "", fill: str | None = None) -> Figure:
+    """Allegiance against the fraction asked for (left) and the fraction actually deleted (right).
+
+    With ``fill``, only the curves keyed ``"<fill>/<method>"`` are drawn, labelled by method.
+    """
+    if fill is not None:
+        curves = {k.split("/", 1)[1]: c for k, c in curves.items() if k.startswith(f"{fill}/")}
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
     for name, curve in curves.items():
         style = CURVE_STYLE.get(name, {})
@@ -96,7 +101,7 @@ def save_figure(fig: Figure, directory: str | Path, stem: str, close: bool = Tru
     written = []
     for suffix in (".png", ".pdf"):
         target = Path(directory) / f"{stem}{suffix}"
-        with atomic_path(target, suffix) as tmp:
+        with atomic_path(target) as tmp:
             # Fixed metadata keeps reruns byte-stable where the backend allows it.
             metadata = {"Software": None} if suffix == ".png" else {"CreationDate": None, "Producer": None}
             fig.savefig(tmp, format=suffix[1:], dpi=150, metadata=metadata)

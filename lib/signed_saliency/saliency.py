@@ -53,7 +53,7 @@ def saliency_maps(
     was_training = model.training
     model.eval()
     try:
-        chunk = _chunk_size(images, len(methods) > 0 and bool(CLASS_WIDE & set(methods)))
+        chunk = _chunk_size(images, bool(CLASS_WIDE & set(methods)))
         parts = [
             _maps_for_chunk(model, images[i : i + chunk], methods, _target_slice(target, i, chunk, images))
             for i in range(0, images.shape[0], chunk)
@@ -196,8 +196,10 @@ def _target_slice(target, start: int, chunk: int, images: torch.Tensor):
     return target
 
 
-def _chunk_size(images: torch.Tensor, class_wide: bool) -> int:
-    per_image = images[0].numel() * (10 if class_wide else 1)
+def _chunk_size(images: torch.Tensor, class_wide: bool, classes: int = 10) -> int:
+    """Images per chunk; class-wide gradients hold one copy per class (sized for ten classes,
+    the datasets here: more classes only make chunks proportionally larger)."""
+    per_image = images[0].numel() * (classes if class_wide else 1)
     return max(1, min(images.shape[0], _CHUNK_ELEMENTS // per_image))
 
 

@@ -73,6 +73,8 @@ class TrainResult:
     test_accuracy: float = float("nan")
     checkpoint: Path | None = None
     data_source: str = ""
+    train_images: int = 0
+    test_images: int = 0
     reused: bool = False
     resumed_from_epoch: int = 0
     seconds: float = 0.0
@@ -113,8 +115,8 @@ def fit(
     model = build(config.model, pretrained=config.pretrained)
     if state is not None and state["finished"]:
         model.load_state_dict(state["model_state"])
-        return TrainResult(model.to(device).eval(), config, state["history"], state["test_accuracy"],
-                           path, state["data_source"], reused=True)  # fmt: skip
+        return TrainResult(model.to(device).eval(), config, state["history"], state["test_accuracy"], path,
+                           state["data_source"], state["train_images"], state["test_images"], reused=True)  # fmt: skip
 
     started = time.perf_counter()
     train_set = load_dataset(config.dataset, "train", data_root, grayscale=config.grayscale)
@@ -142,10 +144,10 @@ def fit(
                         "test_accuracy": test_accuracy})  # fmt: skip
         epochs.set_postfix(loss=f"{loss:.3f}", train=f"{train_accuracy:.3f}", test=f"{test_accuracy:.3f}")
         finished = epoch + 1 == config.epochs
-        _save(path, model, optimizer, config, history, epoch + 1, finished, test_accuracy, train_set, device)
+        _save(path, model, optimizer, config, history, epoch + 1, finished, test_accuracy, train_set, test_set, device)
     model.eval()
-    return TrainResult(model, config, history, history[-1]["test_accuracy"],
-                       path, train_set.source, resumed_from_epoch=first_epoch,
+    return TrainResult(model, config, history, history[-1]["test_accuracy"], path, train_set.source,
+                       len(train_set), len(test_set), resumed_from_epoch=first_epoch,
                        seconds=time.perf_counter() - started)  # fmt: skip
 
 
@@ -227,7 +229,7 @@ def _accuracy(module, inputs, labels, batch_size: int = 512) -> float:
     return (predictions == labels).float().mean().item()
 
 
-def _save(path, model, optimizer, config, history, epoch, finished, test_accuracy, train_set, device) -> None:
+def _save(path, model, optimizer, config, history, epoch, finished, test_accuracy, train_set, test_set, device):
     atomic_torch_save({
         "format": CHECKPOINT_FORMAT,
         "config": asdict(config),
@@ -239,6 +241,7 @@ def _save(path, model, optimizer, config, history, epoch, finished, test_accurac
         "test_accuracy": test_accuracy,
         "data_source": train_set.source,
         "train_images": len(train_set),
+        "test_images": len(test_set),
         "grayscale_count": train_set.grayscale_count,
         "device": str(device),
         "torch_version": torch.__version__,

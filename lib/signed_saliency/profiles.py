@@ -1,0 +1,160 @@
+"""The three run profiles, defined once: ``smoke`` (CI), ``quick`` (this CPU, ~1 h), ``paper``.
+
+A profile is a list of ``Column``s, one per model × dataset of the paper's tables, each
+saying how much to train and on how many images to measure. The runner passes a column's
+fields to every notebook as papermill parameters, so a notebook run by hand with the same
+values computes the same thing. ``paper`` is the exact protocol (PROTOCOL §2–§5: 50 epochs,
+full splits, all six columns); it needs a GPU to finish in reasonable time and ImageNet
+weights for the two pre-trained columns. ``quick`` keeps the four from-scratch columns
+with fewer epochs and image subsets so that the paper's qualitative conclusions can be
+checked on a 2-core CPU in about an hour; ``smoke`` touches every code path in minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from signed_saliency.data import DATASETS
+from signed_saliency.models import MODELS
+from signed_saliency.training import TrainConfig
+
+
+@dataclass(frozen=True)
+class Column:
+    """One model × dataset column and how much work it gets (None = the whole split)."""
+
+    dataset: str
+    model: str
+    pretrained: bool = False
+    epochs: int = 50
+    train_size: int | None = None  # training images
+    test_size: int | None = None  # test images for Table 1's accuracy
+    deletion_images: int | None = None  # test images for Tables 2-3
+    appendix_images: int | None = None  # train images for Appendix B
+    appendix_examples: int = 3  # extra examples per class for Appendix A
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {DATASETS}")
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}: choose one of {MODELS}")
+        for name in ("train_size", "test_size", "deletion_images", "appendix_images"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive or None (all images), got {value}")
+
+    @property
+    def id(self) -> str:
+        """``cifar10_cnn``, ``imagenette_resnet18-pretrained``: used in file names."""
+        return f"{self.dataset}_{self.model}{'-pretrained' if self.pretrained else ''}"
+
+    @property
+    def label(self) -> str:
+        """``cifar10/cnn``: what ``--only`` matches."""
+        return f"{self.dataset}/{self.model}{'-pretrained' if self.pretrained else ''}"
+
+    def train_config(self, seed: int = 42) -> TrainConfig:
+        return TrainConfig(self.dataset, self.model, self.pretrained, self.epochs, seed=seed,
+                           train_size=self.train_size, test_size=self.test_size)  # fmt: skip
+
+    def parameters(self) -> dict:
+        """The column as notebook parameters (papermill injects them after the parameters cell)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    columns: tuple[Column, ...]
+    description: str
+    seed: int = 42
+
+    def select(self, only: list[str] | None) -> tuple[Column, ...]:
+        """The columns named in ``only`` (``dataset/model`` labels or ids); all when None."""
+        if not only:
+            return self.columns
+        known = {c.label: c for c in self.columns} | {c.id: c for c in self.columns}
+        unknown = [name for name in only if name not in known]
+        if unknown:
+            raise ValueError(f"profile {self.name!r} has no column {unknown}; its columns: {sorted(known)}")
+        return tuple(c for c in self.columns if c.label in only or c.id in only)
+
+
+PROFILES = {
+    "smoke": Profile(
+        "smoke",
+        (
+            Column(
+                "cifar10",
+                "cnn",
+                epochs=1,
+                train_size=2000,
+                test_size=500,
+                deletion_images=64,
+                appendix_images=32,
+                appendix_examples=1,
+            ),
+            Column(
+                "imagenette",
+                "cnn",
+                epochs=1,
+                train_size=200,
+                test_size=100,
+                deletion_images=8,
+                appendix_images=4,
+                appendix_examples=1,
+            ),
+            Column(
+                "imagenette",
+                "resnet18",
+                pretrained=True,
+                epochs=1,
+                train_size=100,
+                test_size=50,
+                deletion_images=4,
+                appendix_images=4,
+                appendix_examples=1,
+            ),
+        ),  # fmt: skip
+        "every notebook and code path on tiny subsets, one epoch (CI)",
+    ),
+    "quick": Profile(
+        "quick",
+        # Sized from speeds measured on the 2-core CPU (train / all-five-maps images per second):
+        # CNN@32 2944 / 567, ResNet-18@32 424 / 103, CNN@224 94 / 12, ResNet-18@224 12 / 2.1.
+        (
+            Column("cifar10", "cnn", epochs=20, deletion_images=2000, appendix_images=2000),
+            Column("cifar10", "resnet18", epochs=4, train_size=25000, deletion_images=1000, appendix_images=500),
+            Column("imagenette", "cnn", epochs=8, test_size=1000, deletion_images=300, appendix_images=200),
+            Column("imagenette", "resnet18", epochs=3, train_size=3000, test_size=500, deletion_images=100,
+                   appendix_images=60),
+        ),  # fmt: skip
+        "the four from-scratch columns with fewer epochs and image subsets, about an hour on a 2-core CPU",
+    ),
+    "paper": Profile(
+        "paper",
+        (
+            Column("cifar10", "cnn"),
+            Column("cifar10", "resnet18"),
+            Column("imagenette", "cnn"),
+            Column("imagenette", "resnet18"),
+            Column("imagenette", "resnet18", pretrained=True),
+            Column("imagenette", "convnext_tiny", pretrained=True),
+        ),
+        "the exact protocol: 50 epochs, full splits, all six columns (needs a GPU and ImageNet weights)",
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}: choose one of {sorted(PROFILES)}")
+    return PROFILES[name]
+
+
+def find_column(profile: str, dataset: str, model: str, pretrained: bool = False) -> Column | None:
+    """The column of ``profile`` for this model × dataset, if it has one."""
+    for column in get_profile(profile).columns:
+        if (column.dataset, column.model, column.pretrained) == (dataset, model, pretrained):
+            return column
+    return None

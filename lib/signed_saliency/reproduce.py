@@ -1,0 +1,155 @@
+"""The batch runner: every notebook of the chain, for every column of a profile, with papermill.
+
+``python -m signed_saliency.reproduce --profile quick [--only cifar10/cnn ...]`` (or
+``make reproduce PROFILE=quick``) executes ``notebooks/01_train`` … ``04_appendix`` for each
+model × dataset column in order, writing executed notebooks to ``build/<profile>/<column>/``
+and figures, result records and tables to ``figures/<profile>/``. Notebooks reuse finished
+checkpoints and cached curves, so a rerun with nothing changed redoes no training. Each
+executed notebook is written to a temporary file and renamed only when it succeeded; the
+first failure stops the run, naming the notebook and the cell, and keeps the failed
+notebook as ``*.failed.ipynb``. Pre-trained columns whose ImageNet weights cannot be loaded
+are skipped with a message instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from signed_saliency import paths
+from signed_saliency.io import atomic_path, atomic_write_text
+from signed_saliency.models import MissingWeightsError, build
+from signed_saliency.profiles import PROFILES, Column, get_profile
+from signed_saliency.tables import assemble, results_dir, write_summary
+
+NOTEBOOKS = ("01_train", "02_qualitative", "03_quantitative", "04_appendix")
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook of the chain raised; the message names it and the failing cell."""
+
+
+@dataclass
+class RunReport:
+    profile: str
+    figures_dir: Path
+    build_dir: Path
+    ran: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    outputs: list[Path] = field(default_factory=list)
+
+
+def run(
+    profile: str,
+    only: list[str] | None = None,
+    *,
+    figures_dir: str | Path | None = None,
+    build_dir: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> RunReport:
+    """Run the chain for ``profile`` (optionally only some columns); return what ran and where."""
+    chosen = get_profile(profile)
+    columns = chosen.select(only)
+    figures = Path(figures_dir) if figures_dir else paths.FIGURES_DIR / profile
+    build = Path(build_dir) if build_dir else paths.BUILD_DIR / profile
+    report = RunReport(profile, figures, build)
+    runnable = []
+    for column in columns:
+        reason = _why_not_runnable(column)
+        if reason:
+            report.skipped[column.label] = reason
+            print(f"skipping {column.label}: {reason}", file=sys.stderr)
+        else:
+            runnable.append(column)
+
+    from tqdm.auto import tqdm
+
+    steps = tqdm(total=len(runnable) * len(NOTEBOOKS), desc=f"reproduce {profile}", unit="notebook",
+                 disable=not progress)  # fmt: skip
+    for column in runnable:
+        started = time.perf_counter()
+        for notebook in NOTEBOOKS:
+            steps.set_postfix_str(f"{column.label} · {notebook}")
+            parameters = {**column.parameters(), "profile": profile, "seed": chosen.seed, "device": device,
+                          "figures_dir": str(figures), "cache_dir": str(build / "cache")}  # fmt: skip
+            execute(notebook, build / column.id / f"{notebook}.ipynb", parameters)
+            steps.update()
+        report.seconds[column.id] = time.perf_counter() - started
+        report.ran.append(column.label)
+    steps.close()
+
+    wall_file = results_dir(figures) / "wall_seconds.json"
+    walls = json.loads(wall_file.read_text()) if wall_file.exists() else {}
+    walls.update({k: round(v, 1) for k, v in report.seconds.items()})
+    atomic_write_text(wall_file, json.dumps(walls, indent=1, sort_keys=True) + "\n")
+    report.outputs = assemble(chosen, figures)
+    report.outputs.append(write_summary(chosen, figures, walls))
+    return report
+
+
+def execute(notebook: str, output: Path, parameters: dict) -> Path:
+    """Run ``notebooks/<notebook>.ipynb`` with papermill into ``output``, atomically."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source = paths.NOTEBOOKS_DIR / f"{notebook}.ipynb"
+    failed = output.with_suffix(".failed.ipynb")
+    with atomic_path(output) as tmp:
+        try:
+            papermill.execute_notebook(
+                str(source), str(tmp), parameters=parameters, cwd=str(paths.NOTEBOOKS_DIR),
+                kernel_name="python3", progress_bar=False, log_output=False,
+            )  # fmt: skip
+        except PapermillExecutionError as error:
+            tmp.replace(failed)
+            first_line = (error.source or "").strip().splitlines()[0] if (error.source or "").strip() else ""
+            raise NotebookFailed(
+                f"{notebook}.ipynb failed in cell {error.cell_index} (In [{error.exec_count}]: `{first_line}`) "
+                f"for {parameters['dataset']}/{parameters['model']}: {error.ename}: {error.evalue}\n"
+                f"the executed notebook is kept at {failed}"
+            ) from None
+    failed.unlink(missing_ok=True)
+    return output
+
+
+def _why_not_runnable(column: Column) -> str | None:
+    if not column.pretrained:
+        return None
+    try:
+        build(column.model, pretrained=True)
+    except MissingWeightsError as error:
+        return f"its ImageNet weights cannot be loaded. {error}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the notebook chain for a profile with papermill.")
+    parser.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    parser.add_argument("--only", nargs="*", default=None, help="columns to run, e.g. cifar10/cnn imagenette/cnn")
+    parser.add_argument("--figures-dir", default=None, help="default figures/<profile>/")
+    parser.add_argument("--build-dir", default=None, help="default build/<profile>/")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        report = run(args.profile, args.only, figures_dir=args.figures_dir, build_dir=args.build_dir,
+                     device=args.device)  # fmt: skip
+    except (NotebookFailed, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    minutes = (time.perf_counter() - started) / 60
+    print(f"profile {args.profile}: ran {', '.join(report.ran) or 'nothing'} in {minutes:.1f} min")
+    for label, reason in report.skipped.items():
+        print(f"skipped {label}: {reason.splitlines()[0][:200]}")
+    print(f"figures and tables: {report.figures_dir}; executed notebooks: {report.build_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Per-column result records and the paper's Tables 1–3 assembled from them.
+
+Each notebook writes its numbers as a small JSON record per column
+(``figures/<profile>/results/<kind>_<column>.json``). ``assemble`` reads every record of a
+profile and writes Table 1 (test accuracy), Table 2 (black-deletion AUC), Table 3
+(white-deletion AUC) and Table B (Appendix B, AUC on the train split) as CSV (the record),
+Markdown and LaTeX in ``figures/<profile>/tables/``, laid out like the paper: one column per
+model × dataset, one row per method, the paper's value beside ours, and the epochs and
+numbers of images used. ``write_summary`` turns the same records into the profile's
+README, column by column, with no number typed by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from signed_saliency.io import atomic_write_text
+from signed_saliency.profiles import Profile
+
+# The paper's published values (Tables 1–3), keyed by column id.
+PAPER_ACCURACY = {
+    "cifar10_cnn": 0.6307, "cifar10_resnet18": 0.7569, "imagenette_cnn": 0.6205,
+    "imagenette_resnet18": 0.8357, "imagenette_resnet18-pretrained": 0.9733,
+    "imagenette_convnext_tiny-pretrained": 0.9932,
+}  # fmt: skip
+_PAPER_COLUMNS = ("cifar10_cnn", "cifar10_resnet18", "imagenette_cnn", "imagenette_resnet18",
+                  "imagenette_resnet18-pretrained", "imagenette_convnext_tiny-pretrained")  # fmt: skip
+PAPER_AUC = {
+    "black/original": dict(zip(_PAPER_COLUMNS, (0.23, 0.23, 0.24, 0.26, 0.28, 0.49))),
+    "black/positive": dict(zip(_PAPER_COLUMNS, (0.14, 0.11, 0.12, 0.14, 0.21, 0.37))),
+    "black/active": dict(zip(_PAPER_COLUMNS, (0.15, 0.11, 0.16, 0.14, 0.24, 0.39))),
+    "white/original": dict(zip(_PAPER_COLUMNS, (0.21, 0.22, 0.21, 0.23, 0.26, 0.46))),
+    "white/negative": dict(zip(_PAPER_COLUMNS, (0.14, 0.12, 0.11, 0.18, 0.20, 0.37))),
+    "white/inactive": dict(zip(_PAPER_COLUMNS, (0.15, 0.12, 0.14, 0.16, 0.23, 0.42))),
+}
+TABLES = {
+    "table1_test_accuracy": "Table 1: test accuracy",
+    "table2_black_deletion_auc": "Table 2: AUC of black-deletion allegiance curves (test split; lower is better)",
+    "table3_white_deletion_auc": "Table 3: AUC of white-deletion allegiance curves (test split; lower is better)",
+    "tableB_train_deletion_auc": "Appendix B: AUC of deletion curves on the train split (lower is better)",
+}
+
+
+def results_dir(figures_dir: str | Path) -> Path:
+    return Path(figures_dir) / "results"
+
+
+def write_record(figures_dir: str | Path, kind: str, column_id: str, record: dict) -> Path:
+    """Write one notebook's numbers for one column, atomically."""
+    path = results_dir(figures_dir) / f"{kind}_{column_id}.json"
+    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def train_record(result) -> dict:
+    """Table 1's entry for one column, from a ``TrainResult``."""
+    return {"test_accuracy": result.test_accuracy, "epochs": result.config.epochs,
+            "train_images": result.train_images, "test_images": result.test_images,
+            "data_source": result.data_source, "checkpoint": result.checkpoint.name,
+            "history": result.history}  # fmt: skip
+
+
+def read_record(figures_dir: str | Path, kind: str, column_id: str) -> dict | None:
+    path = results_dir(figures_dir) / f"{kind}_{column_id}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def table_rows(profile: Profile, figures_dir: str | Path) -> dict[str, tuple[list[str], list[list]]]:
+    """Each table as (header, rows); a column without a record yet shows as empty cells."""
+    columns = list(profile.columns)
+    header = ["row", *[c.label for c in columns]]
+    record = {kind: [read_record(figures_dir, kind, c.id) for c in columns]
+              for kind in ("train", "deletion_test", "deletion_train")}  # fmt: skip
+
+    def value(records, get):
+        return [None if r is None else get(r) for r in records]
+
+    def auc_rows(kind, keys, with_paper):
+        rows = []
+        for key in keys:
+            rows.append([key, *value(record[kind], lambda r, k=key: r["curves"][k]["auc"])])
+            if with_paper:
+                rows.append([f"{key} (paper)", *[PAPER_AUC[key].get(c.id) for c in columns]])
+        rows.append(["images", *value(record[kind], lambda r: r["images"])])
+        rows.append(["epochs", *value(record["train"], lambda r: r["epochs"])])
+        return rows
+
+    table1 = [
+        ["test accuracy", *value(record["train"], lambda r: r["test_accuracy"])],
+        ["test accuracy (paper)", *[PAPER_ACCURACY.get(c.id) for c in columns]],
+        ["epochs", *value(record["train"], lambda r: r["epochs"])],
+        ["train images", *value(record["train"], lambda r: r["train_images"])],
+        ["test images", *value(record["train"], lambda r: r["test_images"])],
+    ]
+    black = ("black/original", "black/positive", "black/active")
+    white = ("white/original", "white/negative", "white/inactive")
+    return {
+        "table1_test_accuracy": (header, table1),
+        "table2_black_deletion_auc": (header, auc_rows("deletion_test", black, True)),
+        "table3_white_deletion_auc": (header, auc_rows("deletion_test", white, True)),
+        "tableB_train_deletion_auc": (header, auc_rows("deletion_train", black + white, False)),
+    }
+
+
+def assemble(profile: Profile, figures_dir: str | Path) -> list[Path]:
+    """Write every table as CSV, Markdown and LaTeX under ``<figures_dir>/tables``."""
+    written = []
+    for stem, (header, rows) in table_rows(profile, figures_dir).items():
+        folder = Path(figures_dir) / "tables"
+        written.append(atomic_write_text(folder / f"{stem}.csv", _csv(header, rows)))
+        written.append(atomic_write_text(folder / f"{stem}.md", _markdown(TABLES[stem], header, rows)))
+        written.append(atomic_write_text(folder / f"{stem}.tex", _latex(TABLES[stem], header, rows)))
+    return written
+
+
+def _cell(value, digits: int = 3) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if digits == 4 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _format_row(row, accuracy: bool) -> list[str]:
+    return [row[0], *(_cell(v, 4 if accuracy else 3) for v in row[1:])]
+
+
+def _csv(header, rows) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([row[0], *("" if v is None else (repr(v) if isinstance(v, float) else v) for v in row[1:])])
+    return out.getvalue()
+
+
+def _markdown(title, header, rows) -> str:
+    accuracy = title.startswith("Table 1")
+    lines = [f"**{title}**", "", "| | " + " | ".join(header[1:]) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(_format_row(row, accuracy)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _latex(title, header, rows) -> str:
+    accuracy = title.startswith("Table 1")
+
+    def escape(text: str) -> str:
+        return text.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
+
+    lines = [
+        "% Written by signed_saliency.tables; do not edit by hand.",
+        r"\begin{table}[ht]",
+        r"\centering",
+        rf"\caption{{{escape(title)}}}",
+        rf"\begin{{tabular}}{{l{'r' * (len(header) - 1)}}}",
+        r"\hline",
+        " & ".join(["", *(escape(h) for h in header[1:])]) + r" \\",
+        r"\hline",
+        *(" & ".join(escape(c) for c in _format_row(row, accuracy)) + r" \\" for row in rows),
+        r"\hline",
+        r"\end{tabular}",
+        r"\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(profile: Profile, figures_dir: str | Path, wall_seconds: dict[str, float] | None = None) -> Path:
+    """``<figures_dir>/README.md``: what the tables show, column by column, from the records alone."""
+    figures_dir = Path(figures_dir)
+    lines = [
+        f"# Results of the `{profile.name}` profile",
+        "",
+        f"Written by `python -m signed_saliency.reproduce --profile {profile.name}`; every number below is read "
+        "from `results/*.json`, which the notebooks wrote. Profile: " + profile.description + ".",
+        "",
+        "Lower AUC means the map found pixels whose deletion changes the prediction sooner. The paper's claim: "
+        "positive and active maps give a lower black-deletion AUC than the original map, and negative and "
+        "inactive maps a lower white-deletion AUC.",
+        "",
+    ]
+    for column in profile.columns:
+        train = read_record(figures_dir, "train", column.id)
+        test = read_record(figures_dir, "deletion_test", column.id)
+        lines.append(f"## {column.label}")
+        lines.append("")
+        if train is None or test is None:
+            lines += ["Not run in this profile's last run (see the runner's message).", ""]
+            continue
+        paper = PAPER_ACCURACY.get(column.id)
+        lines.append(
+            f"- Trained {train['epochs']} epochs on {train['train_images']} images "
+            f"({train['data_source']}); test accuracy {train['test_accuracy']:.4f} on {train['test_images']} "
+            f"images" + (f" (paper: {paper:.4f})." if paper is not None else ".")
+        )
+        curves = test["curves"]
+        for fill, kinds in (("black", ("positive", "active")), ("white", ("negative", "inactive"))):
+            base = curves[f"{fill}/original"]["auc"]
+            for kind in kinds:
+                ours = curves[f"{fill}/{kind}"]["auc"]
+                verdict = "lower, as the paper claims" if ours < base else "**not lower: the claim does not hold here**"
+                paper_pair = (PAPER_AUC[f"{fill}/{kind}"].get(column.id), PAPER_AUC[f"{fill}/original"].get(column.id))
+                paper_text = f"; paper {paper_pair[0]:.2f} vs {paper_pair[1]:.2f}" if paper_pair[0] is not None else ""
+                lines.append(
+                    f"- {fill} deletion, {kind}: AUC {ours:.3f} vs original {base:.3f} on {test['images']} test "
+                    f"images: {verdict}"
+                    f"{paper_text}."
+                )
+        final = {k: curves[k]["deleted"][-1] for k in curves}
+        lines.append(
+            "- Fraction of pixels actually deleted when 90% is asked: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in final.items())
+            + " (sparse maps run out of non-zero pixels)."
+        )
+        if wall_seconds and column.id in wall_seconds:
+            lines.append(f"- Wall time of this column's notebooks in the last run: {wall_seconds[column.id]:.0f} s.")
+        lines.append("")
+    lines += ["## Files", "", "- `tables/`: Tables 1–3 and Appendix B's AUC table as CSV, Markdown and LaTeX."]
+    lines += [f"- `{p.name}`" for p in sorted(figures_dir.glob("*.png"))]
+    return atomic_write_text(figures_dir / "README.md", "\n".join(lines) + "\n")
+
+
+def finite_in_range(value, low: float, high: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high

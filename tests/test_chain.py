@@ -1,0 +1,137 @@
+"""The notebook chain: the smoke profile end to end, failures, reruns, clean source notebooks."""
+
+import ast
+import csv
+import json
+
+import nbformat
+import pytest
+
+from signed_saliency import paths, reproduce
+from signed_saliency.profiles import PROFILES, get_profile
+from signed_saliency.tables import TABLES, assemble, finite_in_range, write_record
+
+NOTEBOOK_FILES = sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
+FIGURES_PER_COLUMN = ("fig_training", "fig_maps", "fig_deletion_black_test", "fig_deletion_white_test",
+                      "appendixA_maps", "appendixB_deletion_black_train", "appendixB_deletion_white_train")  # fmt: skip
+
+
+def parameters_cell(notebook):
+    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "exactly one cell tagged parameters"
+    return cells[0]
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=lambda p: p.name)
+def test_source_notebooks_are_clean_with_one_literal_parameters_cell(path):
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has outputs: strip them"
+    values = {}
+    for statement in ast.parse(parameters_cell(notebook).source).body:
+        assert isinstance(statement, ast.AnnAssign | ast.Assign), ast.dump(statement)
+        target = statement.target if isinstance(statement, ast.AnnAssign) else statement.targets[0]
+        values[target.id] = ast.literal_eval(statement.value)  # raises unless a literal
+    smoke_cifar = get_profile("smoke").columns[0]
+    assert {k: values[k] for k in smoke_cifar.parameters()} == smoke_cifar.parameters()
+    assert values["profile"] == "smoke"
+
+
+def test_the_chain_has_the_four_notebooks():
+    assert [p.stem for p in NOTEBOOK_FILES][:4] == list(reproduce.NOTEBOOKS)
+
+
+@pytest.mark.data
+def test_smoke_profile_runs_the_whole_chain(tmp_path, capsys):
+    figures, build = tmp_path / "figures", tmp_path / "build"
+    report = reproduce.run("smoke", figures_dir=figures, build_dir=build, progress=False)
+    profile = get_profile("smoke")
+    ran = [c for c in profile.columns if c.label in report.ran]
+    assert [c.label for c in ran] == [c.label for c in profile.columns if not c.pretrained]
+    for label, reason in report.skipped.items():  # no ImageNet weights here: skipped, with the file named
+        assert "pretrained" in label and "hub" in reason and ".pth" in reason
+    for column in ran:
+        for stem in FIGURES_PER_COLUMN:
+            for suffix in (".png", ".pdf"):
+                assert (figures / f"{stem}_{column.id}{suffix}").stat().st_size > 1000, (stem, column.id)
+        for notebook in reproduce.NOTEBOOKS:
+            executed = nbformat.read(build / column.id / f"{notebook}.ipynb", as_version=4)
+            assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+    for stem in TABLES:
+        for suffix in (".csv", ".md", ".tex"):
+            assert (figures / "tables" / f"{stem}{suffix}").exists()
+    check_tables(figures, ran)
+    summary = (figures / "README.md").read_text()
+    assert all(f"## {c.label}" in summary for c in profile.columns)
+
+
+def check_tables(figures, ran):
+    def rows(stem):
+        with open(figures / "tables" / f"{stem}.csv") as file:
+            return {row["row"]: row for row in csv.DictReader(file)}
+
+    table1 = rows("table1_test_accuracy")
+    for column in ran:
+        assert finite_in_range(float(table1["test accuracy"][column.label]), 0, 1)
+        assert int(table1["epochs"][column.label]) == column.epochs
+        for stem in ("table2_black_deletion_auc", "table3_white_deletion_auc", "tableB_train_deletion_auc"):
+            table = rows(stem)
+            aucs = [float(r[column.label]) for name, r in table.items() if "/" in name and "paper" not in name]
+            assert aucs and all(finite_in_range(a, 0, 0.9) for a in aucs), stem
+    assert rows("table2_black_deletion_auc")["black/positive (paper)"]["cifar10/cnn"] == "0.14"
+
+
+@pytest.mark.data
+def test_rerun_redoes_no_training_and_reuses_cached_curves(tmp_path):
+    figures, build = tmp_path / "figures", tmp_path / "build"
+    reproduce.run("smoke", ["cifar10/cnn"], figures_dir=figures, build_dir=build, progress=False)
+    checkpoint = (
+        paths.checkpoints_dir() / json.loads((figures / "results" / "train_cifar10_cnn.json").read_text())["checkpoint"]
+    )
+    caches = sorted((build / "cache").glob("*.pt"))
+    before = {p: p.stat().st_mtime_ns for p in [checkpoint, *caches]}
+    reproduce.run("smoke", ["cifar10/cnn"], figures_dir=figures, build_dir=build, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    executed = nbformat.read(build / "cifar10_cnn" / "01_train.ipynb", as_version=4)
+    assert "reused its checkpoint" in "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+
+
+def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
+    parameters = {**get_profile("smoke").columns[0].parameters(), "dataset": "mnist", "profile": "smoke",
+                  "seed": 42, "device": "cpu", "figures_dir": str(tmp_path), "cache_dir": str(tmp_path)}  # fmt: skip
+    output = tmp_path / "build" / "01_train.ipynb"
+    failure = r"01_train.ipynb failed in cell \d+ \(In \[\d+\]: `from signed_saliency.chain import context`\)"
+    with pytest.raises(reproduce.NotebookFailed, match=failure + ".*unknown dataset"):
+        reproduce.execute("01_train", output, parameters)
+    assert not output.exists() and output.with_suffix(".failed.ipynb").exists()
+
+
+def test_profiles_and_column_filter():
+    assert set(PROFILES) == {"smoke", "quick", "paper"}
+    paper = get_profile("paper")
+    assert len(paper.columns) == 6 and all(c.epochs == 50 and c.train_size is None for c in paper.columns)
+    assert all(c.deletion_images is None and c.appendix_images is None for c in paper.columns)
+    assert [c.id for c in paper.select(["cifar10/cnn"])] == ["cifar10_cnn"]
+    assert not any(c.pretrained for c in get_profile("quick").columns)
+    with pytest.raises(ValueError, match="no column"):
+        paper.select(["mnist/cnn"])
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("fast")
+
+
+def test_tables_from_records(tmp_path):
+    profile = get_profile("paper")
+    write_record(tmp_path, "train", "cifar10_cnn", {"test_accuracy": 0.61234, "epochs": 50, "train_images": 50000,
+                                                    "test_images": 10000, "data_source": "x"})  # fmt: skip
+    curves = {k: {"auc": 0.1 + i / 100, "allegiance": [1.0], "deleted": [0.0]}
+              for i, k in enumerate(["black/original", "black/positive", "black/active", "white/original",
+                                     "white/negative", "white/inactive"])}  # fmt: skip
+    write_record(tmp_path, "deletion_test", "cifar10_cnn", {"images": 10000, "fractions": [0.0], "curves": curves})
+    assemble(profile, tmp_path)
+    md = (tmp_path / "tables" / "table2_black_deletion_auc.md").read_text()
+    assert "| black/positive | 0.110 |" in md and "| black/positive (paper) | 0.140 | 0.110 |" in md
+    tex = (tmp_path / "tables" / "table1_test_accuracy.tex").read_text()
+    assert r"test accuracy & 0.6123 &" in tex and r"\begin{tabular}{lrrrrrr}" in tex
+    csv_text = (tmp_path / "tables" / "table1_test_accuracy.csv").read_text()
+    assert csv_text.splitlines()[1].startswith("test accuracy,0.61234,,")
