@@ -8,14 +8,13 @@ PROFILE ?= quick
 ONLY ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data test lint reproduce train clean
+.PHONY: help venv data browser test lint reproduce train explore lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[notebooks,test]"
 	touch $@
 
@@ -28,7 +27,10 @@ data: venv ## fill the data root from the offline archives when they exist (a re
 		echo "no offline archives at $(ARCHIVES): datasets will be downloaded by torchvision on first use"; \
 	fi
 
-test: venv data ## set up and run the test suite
+browser: ## install Debian's chromium for the explorer's browser test, when missing (needs apt-get, as root)
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+test: venv data browser ## set up and run the test suite
 	$(PY) -m pytest
 
 lint: venv ## ruff check and format check
@@ -40,6 +42,12 @@ reproduce: venv data ## set up and run the notebook chain: PROFILE=smoke|quick|p
 
 train: venv data ## train + evaluate the CIFAR-10 CNN alone with the paper's settings (50 epochs)
 	$(PY) -m signed_saliency.training --dataset cifar10 --model cnn --epochs 50
+
+explore: venv data ## serve the explorer (notebooks/05_explore.ipynb) as a Voila app on 127.0.0.1:8866
+	$(VENV)/bin/voila notebooks/05_explore.ipynb --port=8866 --Voila.ip=127.0.0.1
+
+lab: venv data ## open the notebooks in JupyterLab to read along (run them top to bottom; defaults take seconds)
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 clean: ## remove build outputs (keeps data/, checkpoints/ and .venv)
 	rm -rf build .pytest_cache

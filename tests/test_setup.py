@@ -34,7 +34,9 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^test: venv data", makefile, re.M) and re.search(r"^reproduce: venv data", makefile, re.M)
+    assert re.search(r"^test: venv data browser", makefile, re.M) and re.search(
+        r"^reproduce: venv data", makefile, re.M
+    )
 
 
 def test_every_module_has_a_docstring():

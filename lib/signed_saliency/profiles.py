@@ -126,8 +126,15 @@ PROFILES = {
             Column("cifar10", "cnn", epochs=20, deletion_images=2000, appendix_images=2000),
             Column("cifar10", "resnet18", epochs=4, train_size=25000, deletion_images=1000, appendix_images=500),
             Column("imagenette", "cnn", epochs=8, test_size=1000, deletion_images=300, appendix_images=200),
-            Column("imagenette", "resnet18", epochs=3, train_size=3000, test_size=500, deletion_images=100,
-                   appendix_images=60),
+            Column(
+                "imagenette",
+                "resnet18",
+                epochs=3,
+                train_size=3000,
+                test_size=500,
+                deletion_images=100,
+                appendix_images=60,
+            ),
         ),  # fmt: skip
         "the four from-scratch columns with fewer epochs and image subsets, about an hour on a 2-core CPU",
     ),

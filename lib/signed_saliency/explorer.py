@@ -1,0 +1,333 @@
+"""An ipywidgets explorer of the five maps and of deletion, for many images rather than two.
+
+``Explorer()`` (displayed as the last line of a notebook cell, or served by Voila from
+``notebooks/05_explore.ipynb``) offers: a trained model (any finished checkpoint), a split,
+an image picked by index, by class or at random among correctly or wrongly classified ones,
+a target class (predicted, true, or any), the image with its original, positive, negative,
+active and inactive maps (one colour map and colour bar, optionally overlaid on the image),
+and a deletion preview: fraction, black or white, the altered image for the chosen map,
+the new prediction and the top-5 probabilities. It is composed of stock widgets only. Each
+image's logits and all-class gradients are computed once and cached, so changing the
+target only re-reduces gradients and the deletion controls only redraw the preview.
+Problems (no checkpoint yet, data missing) show as a message in the widget, not a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from signed_saliency import paths
+from signed_saliency.data import TEST_SPLIT, DataNotFoundError, ImageSet, load_dataset
+from signed_saliency.deletion import FILLS, deletion_masks
+from signed_saliency.saliency import METHODS, class_gradients, maps_from_gradients, scale_for_display
+from signed_saliency.training import load_checkpoint
+
+CMAP = "inferno"
+
+
+@dataclass
+class View:
+    """What the explorer shows now: the image, its maps, and the deletion preview's outcome."""
+
+    index: int = -1
+    label: int = -1
+    predicted: int = -1
+    target: int = -1
+    probabilities: torch.Tensor | None = None
+    maps: dict[str, torch.Tensor] | None = None
+    altered_predicted: int = -1
+    altered_probabilities: torch.Tensor | None = None
+    deleted_pixels: int = 0
+
+
+def finished_checkpoints(directory: str | Path | None = None) -> list[tuple[str, Path]]:
+    """(label, path) of every finished checkpoint, labelled by dataset, model, epochs and accuracy."""
+    found = []
+    for path in sorted(paths.checkpoints_dir(directory).glob("*.pt")):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        except Exception:  # noqa: BLE001 - a foreign or broken file is simply not offered
+            continue
+        if not isinstance(state, dict) or not state.get("finished"):
+            continue
+        config = state["config"]
+        kind = config["model"] + (" pre-trained" if config["pretrained"] else "")
+        size = config["train_size"] or "all"
+        label = (f"{config['dataset']} / {kind} · {config['epochs']} epochs on {size} images · "
+                 f"test accuracy {state['test_accuracy']:.3f}")  # fmt: skip
+        found.append((config["dataset"], -state["test_accuracy"], label, path))
+    # Grouped by dataset, the most accurate first: the default is the best model there is.
+    return [(label, path) for _, _, label, path in sorted(found)]
+
+
+class Explorer:
+    """The explorer's widgets and state; display it, or drive it from Python through its controls."""
+
+    def __init__(self, checkpoint_dir: str | Path | None = None, data_root: str | Path | None = None,
+                 device: str = "cpu", seed: int = 0):  # fmt: skip
+        self.data_root = data_root
+        self.device = torch.device(device)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.view = View()
+        self._gradients: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._datasets: dict[tuple[str, str], ImageSet] = {}
+        self.model = None
+        self.images: ImageSet | None = None
+        self._quiet = False
+        self._build_controls(finished_checkpoints(checkpoint_dir))
+        if not self.model_select.options:
+            self._fail(
+                f"No trained model yet: no finished checkpoint in {paths.checkpoints_dir(checkpoint_dir)}. "
+                "Train one first: <code>make reproduce PROFILE=smoke</code> (minutes) or run "
+                "<code>notebooks/01_train.ipynb</code>."
+            )
+        else:
+            self._guard(self._load_model)
+
+    # -- building -------------------------------------------------------------------------
+    def _build_controls(self, checkpoints) -> None:
+        layout = widgets.Layout(width="auto")
+        self.model_select = widgets.Dropdown(
+            options=checkpoints, description="model", layout=widgets.Layout(width="640px")
+        )
+        self.split_select = widgets.ToggleButtons(options=["test", "train"], description="split")
+        self.index_input = widgets.BoundedIntText(value=0, min=0, max=0, description="image #", layout=layout)
+        self.class_select = widgets.Dropdown(options=[], description="class")
+        self.by_class_button = widgets.Button(description="next of this class")
+        self.correct_button = widgets.Button(description="random correct")
+        self.wrong_button = widgets.Button(description="random wrong")
+        self.target_select = widgets.Dropdown(options=[], description="target")
+        self.overlay_check = widgets.Checkbox(value=False, description="overlay on image")
+        self.map_select = widgets.Dropdown(options=list(METHODS), value="positive", description="delete by")
+        self.fill_select = widgets.ToggleButtons(options=list(FILLS), value="black", description="fill")
+        self.fraction_slider = widgets.FloatSlider(value=0.1, min=0.0, max=0.9, step=0.01, description="fraction",
+                                                   continuous_update=False, readout_format=".2f")  # fmt: skip
+        self.message = widgets.HTML()
+        self.prediction = widgets.HTML()
+        self.panels = {name: widgets.Image(format="png") for name in ("image", *METHODS)}
+        self.colour_bar = widgets.Image(value=_colour_bar_png(), format="png")
+        self.deletion_text = widgets.HTML()
+        self.altered_image = widgets.Image(format="png")
+        self.top5 = widgets.HTML()
+        for widget, name in ((self.index_input, "ss-index"), (self.prediction, "ss-prediction"),
+                             (self.fraction_slider, "ss-fraction"), (self.deletion_text, "ss-deletion"),
+                             (self.message, "ss-message"), (self.top5, "ss-top5")):  # fmt: skip
+            widget.add_class(name)
+
+        self.model_select.observe(lambda _: self._guard(self._load_model), "value")
+        self.split_select.observe(lambda _: self._guard(self._load_split), "value")
+        self.index_input.observe(lambda _: self._guard(self._show_image), "value")
+        self.target_select.observe(lambda _: self._guard(self._show_maps), "value")
+        self.overlay_check.observe(lambda _: self._guard(self._draw_maps), "value")
+        for control in (self.map_select, self.fill_select, self.fraction_slider):
+            control.observe(lambda _: self._guard(self._show_deletion), "value")
+        self.by_class_button.on_click(lambda _: self._guard(self.pick_class))
+        self.correct_button.on_click(lambda _: self._guard(lambda: self.pick_random(correct=True)))
+        self.wrong_button.on_click(lambda _: self._guard(lambda: self.pick_random(correct=False)))
+
+        self.widget = widgets.VBox([
+            self.message,
+            widgets.HBox([self.model_select, self.split_select]),
+            widgets.HBox([self.index_input, self.class_select, self.by_class_button, self.correct_button,
+                          self.wrong_button]),
+            widgets.HBox([self.target_select, self.overlay_check]),
+            self.prediction,
+            widgets.HBox([widgets.VBox([widgets.Label(name), panel]) for name, panel in self.panels.items()]
+                         + [self.colour_bar]),
+            widgets.HTML("<b>Deletion preview</b>"),
+            widgets.HBox([self.map_select, self.fill_select, self.fraction_slider]),
+            self.deletion_text,
+            widgets.HBox([self.altered_image, self.top5]),
+        ])  # fmt: skip
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _guard(self, action) -> None:
+        """Run a callback; show what went wrong in the widget instead of a traceback."""
+        if self._quiet:
+            return
+        self.message.value = ""  # cleared first, so an error raised by a nested callback stays shown
+        try:
+            action()
+        except DataNotFoundError as error:
+            self._fail(f"The data for this model is missing. {html.escape(str(error))}")
+        except Exception as error:  # noqa: BLE001 - a UI shows any failure as a message
+            self._fail(html.escape(f"{type(error).__name__}: {error}"))
+
+    def _fail(self, text: str) -> None:
+        self.message.value = f"<div style='color:#a00; white-space:pre-wrap'>{text}</div>"
+
+    # -- loading ----------------------------------------------------------------------------
+    def _load_model(self) -> None:
+        self.model, state = load_checkpoint(self.model_select.value, self.device)
+        self.dataset = state["config"]["dataset"]
+        self._load_split()
+
+    def _load_split(self) -> None:
+        split = TEST_SPLIT[self.dataset] if self.split_select.value == "test" else "train"
+        key = (self.dataset, split)
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(self.dataset, split, self.data_root, download=False)
+        self.images = self._datasets[key]
+        names = self.images.class_names
+        self._quiet = True
+        try:
+            self.class_select.options = [(n, i) for i, n in enumerate(names)]
+            self.target_select.options = [("predicted", "predicted"), ("true label", "label")] + [
+                (n, i) for i, n in enumerate(names)
+            ]
+            self.target_select.value = "predicted"
+            self.class_select.value = 0
+        finally:
+            self._quiet = False
+        self._quiet = True  # set the controls without each one redrawing
+        try:
+            self.index_input.max = len(self.images) - 1
+            self.index_input.value = min(self.index_input.value, len(self.images) - 1)
+        finally:
+            self._quiet = False
+        self._show_image()
+
+    # -- picking images ----------------------------------------------------------------------
+    def pick_class(self) -> None:
+        """The next image (after the current one, wrapping) whose true label is the chosen class."""
+        labels = self.images.labels
+        candidates = (labels == self.class_select.value).nonzero().flatten()
+        later = candidates[candidates > self.index_input.value]
+        self.index_input.value = int((later if len(later) else candidates)[0])
+
+    def pick_random(self, correct: bool) -> None:
+        """A random image the model classifies correctly (or wrongly), drawn from the seeded generator."""
+        order = torch.randperm(len(self.images), generator=self.generator)
+        for start in range(0, len(order), 256):
+            index = order[start : start + 256]
+            with torch.inference_mode():
+                predictions = self.model(self.images.batch(index, self.device)).argmax(1).cpu()
+            hits = index[(predictions == self.images.labels[index]) == correct]
+            if len(hits):
+                self.index_input.value = int(hits[0])  # outside inference mode: the redraw needs gradients
+                return
+        raise ValueError(f"the model classifies every image of this split {'wrongly' if correct else 'correctly'}")
+
+    # -- computing ---------------------------------------------------------------------------
+    def _logits_and_gradients(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (str(self.model_select.value), self.dataset, self.split_select.value, index)
+        if key not in self._gradients:
+            logits, grads = class_gradients(self.model, self.images.batch(slice(index, index + 1), self.device))
+            self._gradients[key] = (logits[0].cpu(), grads[0].cpu())
+        return self._gradients[key]
+
+    def _show_image(self) -> None:
+        index = self.index_input.value
+        logits, _ = self._logits_and_gradients(index)
+        self.view.index, self.view.label = index, int(self.images.labels[index])
+        self.view.probabilities = logits.softmax(0)
+        self.view.predicted = int(logits.argmax())
+        self._show_maps()
+
+    def _show_maps(self) -> None:
+        logits, grads = self._logits_and_gradients(self.view.index)
+        choice = self.target_select.value
+        target = {"predicted": self.view.predicted, "label": self.view.label}.get(choice, choice)
+        self.view.target = int(target)
+        index = torch.tensor([self.view.target])
+        self.view.maps = {
+            k: v[0] for k, v in maps_from_gradients(grads[self.view.target][None], METHODS, grads[None], index).items()
+        }
+        names = self.images.class_names
+        p = self.view.probabilities
+        verdict = "correct" if self.view.predicted == self.view.label else "wrong"
+        self.prediction.value = (
+            f"image #{self.view.index} · true: <b>{names[self.view.label]}</b> · predicted: "
+            f"<b>{names[self.view.predicted]}</b> (p = {p[self.view.predicted]:.2f}, {verdict}) · maps for "
+            f"<b>{names[self.view.target]}</b>"
+        )
+        self._draw_maps()
+        self._show_deletion()
+
+    def _draw_maps(self) -> None:
+        image = self.images.images[self.view.index].permute(1, 2, 0).numpy()
+        self.panels["image"].value = _png(image)
+        grey = image.mean(axis=2, keepdims=True) / 255
+        for name in METHODS:
+            coloured = _colour(scale_for_display(self.view.maps[name]).numpy())
+            if self.overlay_check.value:
+                coloured = 0.6 * coloured + 0.4 * grey
+            self.panels[name].value = _png((coloured * 255).astype("uint8"))
+
+    def _show_deletion(self) -> None:
+        method, fill, fraction = self.map_select.value, self.fill_select.value, float(self.fraction_slider.value)
+        mask = deletion_masks(self.view.maps[method][None], [fraction])[0, 0]
+        image = self.images.batch(slice(self.view.index, self.view.index + 1), self.device)
+        altered = torch.where(mask.to(self.device), FILLS[fill], image)
+        with torch.inference_mode():
+            probabilities = self.model.eval()(altered)[0].softmax(0).cpu()
+        self.view.altered_predicted = int(probabilities.argmax())
+        self.view.altered_probabilities = probabilities
+        self.view.deleted_pixels = int(mask.sum())
+        names = self.images.class_names
+        kept = self.view.altered_predicted == self.view.predicted
+        self.deletion_text.value = (
+            f"{fill} deletion of {fraction:.0%} by the {method} map: {self.view.deleted_pixels} pixels actually "
+            f"deleted ({self.view.deleted_pixels / mask.numel():.1%}) · now predicted "
+            f"<b>{names[self.view.altered_predicted]}</b> (p = {probabilities.max():.2f}) · "
+            f"{'prediction kept' if kept else 'prediction changed'}"
+        )
+        self.altered_image.value = _png((altered[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype("uint8"))
+        top = probabilities.topk(min(5, len(probabilities)))
+        rows = "".join(
+            f"<tr><td style='padding-right:6px'>{html.escape(names[i])}</td><td style='width:220px'>"
+            f"<div style='background:{'#c0392b' if i == self.view.predicted else '#888'}; width:{100 * p:.1f}%;"
+            f" height:12px'></div></td><td>{p:.2f}</td></tr>"
+            for i, p in zip(top.indices.tolist(), top.values.tolist())
+        )
+        self.top5.value = (
+            "<div style='margin-left:16px'>top-5 probabilities after deletion (red: the original prediction)"
+            f"<table>{rows}</table></div>"
+        )
+
+
+@functools.cache
+def _lookup_table() -> np.ndarray:
+    import matplotlib
+
+    return matplotlib.colormaps[CMAP](np.linspace(0, 1, 256))[:, :3]
+
+
+def _colour(scaled: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] (H, W) to RGB floats (H, W, 3) through the colour map's lookup table."""
+    return _lookup_table()[(np.clip(scaled, 0, 1) * 255).round().astype(int)]
+
+
+def _png(array, size: int = 160) -> bytes:
+    """An (H, W, 3) uint8 array as PNG bytes, enlarged without smoothing to ``size`` pixels."""
+    from PIL import Image
+
+    image = Image.fromarray(array)
+    if image.width < size:
+        image = image.resize((size, size * image.height // image.width), Image.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _colour_bar_png() -> bytes:
+    fig = Figure(figsize=(0.9, 2.2), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(np.linspace(1, 0, 256)[:, None], cmap=CMAP, aspect="auto", extent=(0, 1, 0, 1))
+    ax.set_xticks([])
+    ax.yaxis.tick_right()
+    ax.set_title("scaled\nper image", fontsize=7)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()

@@ -1,0 +1,179 @@
+"""The explorer: driven through its controls in Python, and in a real browser through Voila."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+import torch
+
+from signed_saliency import paths
+from signed_saliency.deletion import deletion_masks
+from signed_saliency.explorer import Explorer, finished_checkpoints
+from signed_saliency.saliency import saliency_maps
+from signed_saliency.training import TrainConfig, fit
+
+pytestmark = pytest.mark.data
+
+
+@pytest.fixture(scope="module")
+def checkpoints(data_root, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("checkpoints")
+    fit(TrainConfig(epochs=1, batch_size=32, train_size=3000, test_size=200), data_root=data_root,
+        checkpoint_dir=folder, progress=False)  # fmt: skip
+    return folder
+
+
+@pytest.fixture
+def explorer(checkpoints, data_root):
+    return Explorer(checkpoints, data_root)
+
+
+def expected_maps(explorer, target):
+    image = explorer.images.batch(slice(explorer.view.index, explorer.view.index + 1))
+    return saliency_maps(explorer.model, image, target=target)
+
+
+def test_opens_on_the_first_test_image_with_its_maps(explorer):
+    assert explorer.message.value == ""
+    assert len(finished_checkpoints(explorer.model_select.value.parent)) == 1
+    assert explorer.view.index == 0 and explorer.images.split == "test"
+    assert explorer.view.target == explorer.view.predicted
+    for name, value in expected_maps(explorer, explorer.view.predicted).items():
+        torch.testing.assert_close(explorer.view.maps[name], value[0])
+    assert "image #0" in explorer.prediction.value and all(p.value for p in explorer.panels.values())
+
+
+def test_each_control_changes_what_it_should(explorer):
+    panels = {k: p.value for k, p in explorer.panels.items()}
+    explorer.index_input.value = 12
+    assert explorer.view.index == 12 and "image #12" in explorer.prediction.value
+    assert explorer.panels["image"].value != panels["image"]
+
+    other = (explorer.view.predicted + 1) % 10
+    explorer.target_select.value = other
+    assert explorer.view.target == other and f"maps for <b>{explorer.images.class_names[other]}</b>" in (
+        explorer.prediction.value
+    )
+    for name, value in expected_maps(explorer, other).items():
+        torch.testing.assert_close(explorer.view.maps[name], value[0])
+    explorer.target_select.value = "label"
+    assert explorer.view.target == explorer.view.label
+
+    maps_before, active_png = dict(explorer.view.maps), explorer.panels["active"].value
+    explorer.overlay_check.value = True
+    assert explorer.panels["active"].value != active_png and explorer.view.maps == maps_before
+
+
+def test_deletion_preview_matches_the_library(explorer):
+    explorer.map_select.value = "active"
+    explorer.fill_select.value = "white"
+    text = explorer.deletion_text.value
+    explorer.fraction_slider.value = 0.5
+    assert explorer.deletion_text.value != text and "white deletion of 50% by the active map" in (
+        explorer.deletion_text.value
+    )
+    mask = deletion_masks(explorer.view.maps["active"][None], [0.5])[0, 0]
+    assert explorer.view.deleted_pixels == int(mask.sum()) <= 512
+    image = explorer.images.batch(slice(explorer.view.index, explorer.view.index + 1))
+    with torch.no_grad():
+        expected = explorer.model(torch.where(mask, 1.0, image)).argmax(1).item()
+    assert explorer.view.altered_predicted == expected
+    assert "top-5" in explorer.top5.value and explorer.top5.value.count("<tr>") == 5
+
+
+def test_picking_images(explorer):
+    explorer.wrong_button.click()
+    assert explorer.view.predicted != explorer.view.label and explorer.message.value == ""
+    explorer.correct_button.click()
+    assert explorer.view.predicted == explorer.view.label
+    explorer.class_select.value = 3
+    explorer.by_class_button.click()
+    first = explorer.view.index
+    explorer.by_class_button.click()
+    assert explorer.view.label == 3 and explorer.view.index > first
+    explorer.split_select.value = "train"
+    assert explorer.images.split == "train" and explorer.view.index <= len(explorer.images) - 1
+
+
+def test_clear_messages_instead_of_tracebacks(tmp_path, checkpoints):
+    empty = Explorer(tmp_path)
+    assert "No trained model yet" in empty.message.value and "make reproduce" in empty.message.value
+    missing = Explorer(checkpoints, data_root=tmp_path)
+    assert "data for this model is missing" in missing.message.value and "materialize.py" in missing.message.value
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def voila(checkpoints, data_root, tmp_path):
+    port = free_port()
+    env = {**os.environ, paths.CHECKPOINTS_ENV: str(checkpoints), paths.DATA_ENV: str(data_root)}
+    voila_bin = os.path.join(os.path.dirname(sys.executable), "voila")
+    server = subprocess.Popen(
+        [voila_bin, str(paths.NOTEBOOKS_DIR / "05_explore.ipynb"), "--no-browser", f"--port={port}",
+         "--Voila.ip=127.0.0.1"],
+        env=env, stdout=open(tmp_path / "voila.log", "w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(url, timeout=60).close()  # noqa: S310 - our own server on loopback
+                break
+            except OSError:
+                assert server.poll() is None, (tmp_path / "voila.log").read_text()
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_explorer_in_a_real_browser(voila, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for this test: apt-get install chromium (make test does it)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            tempfile.mkdtemp(dir=tmp_path), executable_path=chromium, headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"],
+            viewport={"width": 1400, "height": 1000},
+        )  # fmt: skip
+        page = browser.new_page()
+        page.goto(voila, timeout=120_000)
+        page.wait_for_selector(".ss-prediction:has-text('image #0')", timeout=120_000)
+        first_text = page.inner_text(".ss-prediction")
+        first_image = page.locator(".widget-image").first.get_attribute("src")
+
+        page.fill(".ss-index input", "5")
+        page.press(".ss-index input", "Enter")
+        page.wait_for_selector(".ss-prediction:has-text('image #5')", timeout=30_000)
+        assert page.inner_text(".ss-prediction") != first_text
+        assert page.locator(".widget-image").first.get_attribute("src") != first_image
+
+        deletion = page.inner_text(".ss-deletion")
+        assert "of 10%" in deletion
+        page.locator(".ss-fraction .noUi-handle").focus()
+        for _ in range(20):  # the slider's step is 0.01
+            page.keyboard.press("ArrowRight")
+        page.wait_for_selector(".ss-deletion:has-text('of 30%')", timeout=30_000)
+        assert page.inner_text(".ss-deletion") != deletion
+        page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
+        if os.environ.get("SIGNED_SALIENCY_SCREENSHOT"):  # how the README's screenshot is made
+            page.screenshot(path=os.environ["SIGNED_SALIENCY_SCREENSHOT"], full_page=True)
+        browser.close()
+    assert (tmp_path / "explorer.png").stat().st_size > 10_000
