@@ -136,3 +136,11 @@ def test_tables_from_records(tmp_path):
     assert r"test accuracy & 0.6123 &" in tex and r"\begin{tabular}{lrrrrrr}" in tex
     csv_text = (tmp_path / "tables" / "table1_test_accuracy.csv").read_text()
     assert csv_text.splitlines()[1].startswith("test accuracy,0.61234,,")
+    assert reproduce.main(["--profile", "paper", "--tables-only", "--figures-dir", str(tmp_path)]) == 0
+    summary = (tmp_path / "README.md").read_text()
+    assert "positive: AUC 0.110 vs original 0.100" in summary and "not lower" in summary
+    assert "Caution" not in summary
+    write_record(tmp_path, "train", "cifar10_cnn", {"test_accuracy": 0.15, "epochs": 1, "train_images": 10,
+                                                    "test_images": 10, "data_source": "x"})  # fmt: skip
+    reproduce.main(["--profile", "paper", "--tables-only", "--figures-dir", str(tmp_path)])
+    assert "**Caution:** test accuracy 0.150 is less than twice chance" in (tmp_path / "README.md").read_text()

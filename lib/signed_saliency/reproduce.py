@@ -88,9 +88,17 @@ def run(
     walls = json.loads(wall_file.read_text()) if wall_file.exists() else {}
     walls.update({k: round(v, 1) for k, v in report.seconds.items()})
     atomic_write_text(wall_file, json.dumps(walls, indent=1, sort_keys=True) + "\n")
-    report.outputs = assemble(chosen, figures)
-    report.outputs.append(write_summary(chosen, figures, walls))
+    report.outputs = write_tables(profile, figures)
     return report
+
+
+def write_tables(profile: str, figures_dir: str | Path | None = None) -> list[Path]:
+    """Tables 1–3, Table B and the profile's README, from the result records in ``figures_dir``."""
+    chosen = get_profile(profile)
+    figures = Path(figures_dir) if figures_dir else paths.FIGURES_DIR / profile
+    wall_file = results_dir(figures) / "wall_seconds.json"
+    walls = json.loads(wall_file.read_text()) if wall_file.exists() else {}
+    return [*assemble(chosen, figures), write_summary(chosen, figures, walls)]
 
 
 def execute(notebook: str, output: Path, parameters: dict) -> Path:
@@ -135,7 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures-dir", default=None, help="default figures/<profile>/")
     parser.add_argument("--build-dir", default=None, help="default build/<profile>/")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda")
+    parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="only reassemble the tables and README from the result records already written",
+    )
     args = parser.parse_args(argv)
+    if args.tables_only:
+        for path in write_tables(args.profile, args.figures_dir):
+            print(path)
+        return 0
     started = time.perf_counter()
     try:
         report = run(args.profile, args.only, figures_dir=args.figures_dir, build_dir=args.build_dir,

@@ -37,6 +37,7 @@ PAPER_AUC = {
     "white/negative": dict(zip(_PAPER_COLUMNS, (0.14, 0.12, 0.11, 0.18, 0.20, 0.37))),
     "white/inactive": dict(zip(_PAPER_COLUMNS, (0.15, 0.12, 0.14, 0.16, 0.23, 0.42))),
 }
+CLASSES = 10  # both datasets; chance accuracy is 1 / CLASSES
 TABLES = {
     "table1_test_accuracy": "Table 1: test accuracy",
     "table2_black_deletion_auc": "Table 2: AUC of black-deletion allegiance curves (test split; lower is better)",
@@ -196,6 +197,12 @@ def write_summary(profile: Profile, figures_dir: str | Path, wall_seconds: dict[
             f"({train['data_source']}); test accuracy {train['test_accuracy']:.4f} on {train['test_images']} "
             f"images" + (f" (paper: {paper:.4f})." if paper is not None else ".")
         )
+        if train["test_accuracy"] < 2 / CLASSES:
+            lines.append(
+                f"- **Caution:** test accuracy {train['test_accuracy']:.3f} is less than twice chance "
+                f"({1 / CLASSES:.2f}): this model has barely started to learn, its predictions hardly depend on the "
+                "image, and its deletion curves say little about the paper's claim either way."
+            )
         curves = test["curves"]
         for fill, kinds in (("black", ("positive", "active")), ("white", ("negative", "inactive"))):
             base = curves[f"{fill}/original"]["auc"]
