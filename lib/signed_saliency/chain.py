@@ -71,7 +71,10 @@ class Context:
     def deletion_curves(self, which: str, n: int | None) -> tuple[dict[str, DeletionCurve], int]:
         """The six paper curves on ``n`` seeded images of a split, cached until the model or sizes change."""
         images = self.split(which, n)
-        key = {"checkpoint": self.trained.checkpoint.name, "split": which, "images": len(images),
+        trained = self.trained
+        # The weights' fingerprint too: the same config retrained elsewhere (a GPU) gives other weights.
+        key = {"checkpoint": trained.checkpoint.name, "test_accuracy": trained.test_accuracy,
+               "final_loss": trained.history[-1]["loss"], "split": which, "images": len(images),
                "seed": self.seed, "fractions": list(FRACTIONS), "source": images.source}  # fmt: skip
         curves = cached(self.cache / f"deletion_{which}_{self.column.id}.pt", key,
                         lambda: paper_curves(self.model, images, device=self.device))  # fmt: skip

@@ -104,7 +104,7 @@ def save_figure(fig: Figure, directory: str | Path, stem: str, close: bool = Tru
         with atomic_path(target) as tmp:
             # Fixed metadata keeps reruns byte-stable where the backend allows it.
             metadata = {"Software": None} if suffix == ".png" else {"CreationDate": None, "Producer": None}
-            fig.savefig(tmp, format=suffix[1:], dpi=150, metadata=metadata)
+            fig.savefig(tmp, format=suffix[1:], dpi=100, metadata=metadata)
         written.append(target)
     if close:
         plt.close(fig)

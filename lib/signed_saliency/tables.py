@@ -127,7 +127,9 @@ def _cell(value, digits: int = 3) -> str:
 
 
 def _format_row(row, accuracy: bool) -> list[str]:
-    return [row[0], *(_cell(v, 4 if accuracy else 3) for v in row[1:])]
+    # The paper prints accuracy with 4 decimals and AUC with 2: its values are shown as printed.
+    digits = 4 if accuracy else 2 if row[0].endswith("(paper)") else 3
+    return [row[0], *(_cell(v, digits) for v in row[1:])]
 
 
 def _csv(header, rows) -> str:
@@ -189,7 +191,10 @@ def write_summary(profile: Profile, figures_dir: str | Path, wall_seconds: dict[
         lines.append(f"## {column.label}")
         lines.append("")
         if train is None or test is None:
-            lines += ["Not run in this profile's last run (see the runner's message).", ""]
+            lines += [
+                "No results for this column yet: it was skipped or has not been run (see the runner's output).",
+                "",
+            ]
             continue
         paper = PAPER_ACCURACY.get(column.id)
         lines.append(
