@@ -209,8 +209,10 @@ class Explorer:
     def pick_random(self, correct: bool) -> None:
         """A random image the model classifies correctly (or wrongly), drawn from the seeded generator."""
         order = torch.randperm(len(self.images), generator=self.generator)
-        for start in range(0, len(order), 256):
-            index = order[start : start + 256]
+        # Small batches at 224×224 (8 images), large at 32×32 (256): the first hit usually comes early.
+        batch = max(8, (1 << 18) // self.images.images[0, 0].numel())
+        for start in range(0, len(order), batch):
+            index = order[start : start + batch]
             with torch.inference_mode():
                 predictions = self.model(self.images.batch(index, self.device)).argmax(1).cpu()
             hits = index[(predictions == self.images.labels[index]) == correct]
