@@ -88,6 +88,8 @@ def test_frozen_backbone_trains_only_the_head_on_cached_features(data_root, tmp_
         file.unlink()  # the checkpoint alone rebuilds the model, no ImageNet weights needed
     model, state = load_checkpoint(result.checkpoint)
     assert same_weights(model, result.model) and state["config"]["pretrained"]
+    reused = fit(config, data_root=data_root, checkpoint_dir=tmp_path / "ck", progress=False)
+    assert reused.reused and same_weights(reused.model, result.model)
 
 
 def test_device_selection_and_config_validation():

@@ -112,7 +112,8 @@ def fit(
     if state is not None and state.get("config") != asdict(config):
         state = None  # a hash collision or an edited file: never resume someone else's run
     torch.manual_seed(config.seed)
-    model = build(config.model, pretrained=config.pretrained)
+    # ImageNet weights are fetched only for a fresh start: a checkpoint already holds every weight.
+    model = build(config.model, pretrained=config.pretrained) if state is None else _architecture(config)
     if state is not None and state["finished"]:
         model.load_state_dict(state["model_state"])
         return TrainResult(model.to(device).eval(), config, state["history"], state["test_accuracy"], path,
@@ -162,14 +163,18 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> tu
     state = torch.load(path, map_location="cpu", weights_only=False)
     config = TrainConfig(**state["config"])
     torch.manual_seed(config.seed)
-    if config.pretrained:
-        import torchvision
-
-        model = PretrainedClassifier(getattr(torchvision.models, config.model)(), 10)
-    else:
-        model = build(config.model)
+    model = _architecture(config)
     model.load_state_dict(state["model_state"])
     return model.to(resolve_device(device)).eval(), state
+
+
+def _architecture(config: TrainConfig) -> nn.Module:
+    """The model of ``config`` without fetching any weights, to load a checkpoint into."""
+    if not config.pretrained:
+        return build(config.model)
+    import torchvision
+
+    return PretrainedClassifier(getattr(torchvision.models, config.model)(), 10)
 
 
 def evaluate(model: nn.Module, images: ImageSet, batch_size: int = 512, device: str | torch.device = "auto") -> float:
