@@ -180,7 +180,7 @@ class Explorer:
             self._datasets[key] = load_dataset(self.dataset, split, self.data_root, download=False)
         self.images = self._datasets[key]
         names = self.images.class_names
-        self._quiet = True
+        self._quiet = True  # set the controls without each one redrawing; one redraw follows
         try:
             self.class_select.options = [(n, i) for i, n in enumerate(names)]
             self.target_select.options = [("predicted", "predicted"), ("true label", "label")] + [
@@ -188,10 +188,6 @@ class Explorer:
             ]
             self.target_select.value = "predicted"
             self.class_select.value = 0
-        finally:
-            self._quiet = False
-        self._quiet = True  # set the controls without each one redrawing
-        try:
             self.index_input.max = len(self.images) - 1
             self.index_input.value = min(self.index_input.value, len(self.images) - 1)
         finally:

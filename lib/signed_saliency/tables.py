@@ -122,7 +122,7 @@ def _cell(value, digits: int = 3) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}" if digits == 4 else f"{value:.{digits}f}"
+        return f"{value:.{digits}f}"
     return str(value)
 
 
