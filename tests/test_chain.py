@@ -6,7 +6,9 @@ import json
 
 import nbformat
 import pytest
+import torch
 
+import signed_saliency
 from signed_saliency import paths, reproduce
 from signed_saliency.profiles import PROFILES, get_profile
 from signed_saliency.tables import TABLES, assemble, finite_in_range, write_record
@@ -65,6 +67,11 @@ def test_smoke_profile_runs_the_whole_chain(tmp_path, capsys):
     check_tables(figures, ran)
     summary = (figures / "README.md").read_text()
     assert all(f"## {c.label}" in summary for c in profile.columns)
+    for column in ran:  # where it ran, recorded by the runner; "auto" is the CPU on a machine without CUDA
+        run = json.loads((figures / "results" / f"run_{column.id}.json").read_text())
+        expected = "NVIDIA" if torch.cuda.is_available() else "cpu: "
+        assert run["device"].startswith(expected) and run["wall_seconds"] > 0 and run["torch"] == torch.__version__
+        assert f"s, on {run['device']}, torch {torch.__version__}" in summary
 
 
 def check_tables(figures, ran):
@@ -142,5 +149,36 @@ def test_tables_from_records(tmp_path):
     assert "Caution" not in summary
     write_record(tmp_path, "train", "cifar10_cnn", {"test_accuracy": 0.15, "epochs": 1, "train_images": 10,
                                                     "test_images": 10, "data_source": "x"})  # fmt: skip
+    # Side by side with the paper, ours minus theirs; every map kind here is against the paper's direction.
+    assert "| cifar10/cnn | 0.6123 | 0.6307 | −0.0184 |" in summary
+    assert "| cifar10/cnn | positive | 0.110 | 0.14 | −0.030 |" in summary
+    assert "| cifar10/cnn | inactive | 0.150 | 0.15 | +0.000 |" in summary
+    assert "- cifar10/cnn, black deletion: the positive map's AUC 0.110 is not below the original's 0.100 " \
+           "(paper: 0.14 vs 0.23)." in summary  # fmt: skip
+    assert summary.count("is not below the original's") == 4 and "weaker model" not in summary
+    write_record(tmp_path, "train", "cifar10_cnn", {"test_accuracy": 0.15, "epochs": 1, "train_images": 10,
+                                                    "test_images": 10, "data_source": "x"})  # fmt: skip
     reproduce.main(["--profile", "paper", "--tables-only", "--figures-dir", str(tmp_path)])
-    assert "**Caution:** test accuracy 0.150 is less than twice chance" in (tmp_path / "README.md").read_text()
+    summary = (tmp_path / "README.md").read_text()
+    assert "**Caution:** test accuracy 0.150 is less than twice chance" in summary
+    assert "- cifar10/cnn: data: x, 10 training images; a weaker model than the paper's (accuracy 0.1500 vs " \
+           "0.6307); a model barely above chance" in summary  # fmt: skip
+    for i, key in enumerate(["black/positive", "black/active", "white/negative", "white/inactive"]):
+        curves[key]["auc"] = 0.05 + i / 100
+    write_record(tmp_path, "deletion_test", "cifar10_cnn", {"images": 10000, "fractions": [0.0], "curves": curves})
+    reproduce.main(["--profile", "paper", "--tables-only", "--figures-dir", str(tmp_path)])
+    assert "Nowhere: in all 4 comparisons of these 1 columns" in (tmp_path / "README.md").read_text()
+
+
+def test_the_runner_materializes_from_the_archives_first(tmp_path, capsys):
+    with pytest.raises(ValueError, match="no materialize.py in"):
+        reproduce.materialize(tmp_path, ["cifar10"])
+    assert reproduce.main(["--profile", "smoke", "--archives", str(tmp_path), "--only", "cifar10/cnn"]) == 1
+    assert f"no materialize.py in {tmp_path}" in capsys.readouterr().err
+
+
+def test_run_record_names_the_device_and_versions():
+    record = reproduce.run_record(12.34, "cpu")
+    assert record["wall_seconds"] == 12.3 and record["device"].startswith("cpu: ") and "cores" in record["device"]
+    assert record["torch"] == torch.__version__ and record["signed_saliency"] == signed_saliency.__version__
+    assert record["commit"] != ""

@@ -8,23 +8,31 @@ checkpoints and cached curves, so a rerun with nothing changed redoes no trainin
 executed notebook is written to a temporary file and renamed only when it succeeded; the
 first failure stops the run, naming the notebook and the cell, and keeps the failed
 notebook as ``*.failed.ipynb``. Pre-trained columns whose ImageNet weights cannot be loaded
-are skipped with a message instead of failing the run.
+are skipped with a message instead of failing the run. ``--archives DIR`` first fills the
+data root from the offline archives (``DIR/materialize.py``), so that one command takes a
+fresh clone on any machine, a GPU one included, to executed notebooks, figures and tables.
+Each finished column leaves ``results/run_<column>.json``: its wall time, the device, and
+the versions of torch and of this library (with the git commit when there is one).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import datetime
+import os
+import platform
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from signed_saliency import paths
-from signed_saliency.io import atomic_path, atomic_write_text
+from signed_saliency import __version__, paths
+from signed_saliency.io import atomic_path
 from signed_saliency.models import MissingWeightsError, build
 from signed_saliency.profiles import PROFILES, Column, get_profile
-from signed_saliency.tables import assemble, results_dir, write_summary
+from signed_saliency.tables import assemble, write_record, write_summary
+from signed_saliency.training import resolve_device
 
 NOTEBOOKS = ("01_train", "02_qualitative", "03_quantitative", "04_appendix")
 
@@ -82,23 +90,64 @@ def run(
             steps.update()
         report.seconds[column.id] = time.perf_counter() - started
         report.ran.append(column.label)
+        write_record(figures, "run", column.id, run_record(report.seconds[column.id], device))
     steps.close()
-
-    wall_file = results_dir(figures) / "wall_seconds.json"
-    walls = json.loads(wall_file.read_text()) if wall_file.exists() else {}
-    walls.update({k: round(v, 1) for k, v in report.seconds.items()})
-    atomic_write_text(wall_file, json.dumps(walls, indent=1, sort_keys=True) + "\n")
     report.outputs = write_tables(profile, figures)
     return report
+
+
+def run_record(seconds: float, device: str = "auto") -> dict:
+    """Where and with what a column ran: wall time, device, torch and library versions, commit."""
+    import torch
+
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        name = torch.cuda.get_device_name(resolved)
+    else:
+        name = f"{resolved.type}: {_processor_name()}, {os.cpu_count()} logical cores"
+    return {"wall_seconds": round(seconds, 1), "device": name, "torch": torch.__version__,
+            "signed_saliency": __version__, "commit": _commit(), "python": platform.python_version(),
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}  # fmt: skip
+
+
+def _processor_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _commit() -> str:
+    """The checkout's git commit (``+dirty`` with local changes), else $SIGNED_SALIENCY_COMMIT, else unknown."""
+    try:
+        git = ["git", "-C", str(paths.REPO_ROOT)]
+        head = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()  # fmt: skip
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("SIGNED_SALIENCY_COMMIT", "unknown")
+
+
+def materialize(archives: str | Path, datasets: list[str], data_root: str | Path | None = None) -> None:
+    """Fill the data root from the offline archives with their own ``materialize.py`` (a rerun skips what is done)."""
+    script = Path(archives) / "materialize.py"
+    if not script.exists():
+        raise ValueError(f"no materialize.py in {archives}: pass the folder of the offline archives and MANIFEST.json")
+    for dataset in datasets:
+        command = [sys.executable, str(script), str(paths.data_root(data_root)), "--only", dataset,
+                   "--archives", str(archives)]  # fmt: skip
+        if subprocess.run(command).returncode != 0:
+            raise ValueError(f"materializing {dataset} from {archives} failed: see the message above")
 
 
 def write_tables(profile: str, figures_dir: str | Path | None = None) -> list[Path]:
     """Tables 1–3, Table B and the profile's README, from the result records in ``figures_dir``."""
     chosen = get_profile(profile)
     figures = Path(figures_dir) if figures_dir else paths.FIGURES_DIR / profile
-    wall_file = results_dir(figures) / "wall_seconds.json"
-    walls = json.loads(wall_file.read_text()) if wall_file.exists() else {}
-    return [*assemble(chosen, figures), write_summary(chosen, figures, walls)]
+    return [*assemble(chosen, figures), write_summary(chosen, figures)]
 
 
 def execute(notebook: str, output: Path, parameters: dict) -> Path:
@@ -143,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures-dir", default=None, help="default figures/<profile>/")
     parser.add_argument("--build-dir", default=None, help="default build/<profile>/")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda")
+    parser.add_argument("--data-root", default=None, help=f"default ${paths.DATA_ENV} or data/")
+    parser.add_argument(
+        "--archives",
+        default=None,
+        help="first fill the data root from the offline archives in this folder (with its materialize.py)",
+    )
     parser.add_argument(
         "--tables-only",
         action="store_true",
@@ -153,8 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_tables(args.profile, args.figures_dir):
             print(path)
         return 0
+    if args.data_root:
+        # The notebooks' kernels inherit the environment, so they read the same data root.
+        os.environ[paths.DATA_ENV] = str(Path(args.data_root).resolve())
     started = time.perf_counter()
     try:
+        if args.archives:
+            datasets = sorted({column.dataset for column in get_profile(args.profile).select(args.only)})
+            materialize(args.archives, datasets)
         report = run(args.profile, args.only, figures_dir=args.figures_dir, build_dir=args.build_dir,
                      device=args.device)  # fmt: skip
     except (NotebookFailed, ValueError) as error:

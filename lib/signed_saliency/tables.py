@@ -171,68 +171,144 @@ def _latex(title, header, rows) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(profile: Profile, figures_dir: str | Path, wall_seconds: dict[str, float] | None = None) -> Path:
-    """``<figures_dir>/README.md``: what the tables show, column by column, from the records alone."""
+def write_summary(profile: Profile, figures_dir: str | Path) -> Path:
+    """``<figures_dir>/README.md``: ours beside the paper's, cell by cell, then column by column, from the records."""
     figures_dir = Path(figures_dir)
+    records = {c.id: {kind: read_record(figures_dir, kind, c.id) for kind in ("train", "deletion_test", "run")}
+               for c in profile.columns}  # fmt: skip
+    done = [c for c in profile.columns if records[c.id]["train"] and records[c.id]["deletion_test"]]
     lines = [
         f"# Results of the `{profile.name}` profile",
         "",
         f"Written by `python -m signed_saliency.reproduce --profile {profile.name}`; every number below is read "
-        "from `results/*.json`, which the notebooks wrote. Profile: " + profile.description + ".",
+        "from `results/*.json`, which the notebooks and the runner wrote. Profile: " + profile.description + ".",
         "",
         "Lower AUC means the map found pixels whose deletion changes the prediction sooner. The paper's claim: "
         "positive and active maps give a lower black-deletion AUC than the original map, and negative and "
         "inactive maps a lower white-deletion AUC.",
         "",
     ]
+    if done:
+        lines += _side_by_side(done, records)
+        lines += _directions(done, records)
     for column in profile.columns:
-        train = read_record(figures_dir, "train", column.id)
-        test = read_record(figures_dir, "deletion_test", column.id)
-        lines.append(f"## {column.label}")
-        lines.append("")
-        if train is None or test is None:
-            lines += [
-                "No results for this column yet: it was skipped or has not been run (see the runner's output).",
-                "",
-            ]
-            continue
-        paper = PAPER_ACCURACY.get(column.id)
-        lines.append(
-            f"- Trained {train['epochs']} epochs on {train['train_images']} images "
-            f"({train['data_source']}); test accuracy {train['test_accuracy']:.4f} on {train['test_images']} "
-            f"images" + (f" (paper: {paper:.4f})." if paper is not None else ".")
-        )
-        if train["test_accuracy"] < 2 / CLASSES:
-            lines.append(
-                f"- **Caution:** test accuracy {train['test_accuracy']:.3f} is less than twice chance "
-                f"({1 / CLASSES:.2f}): this model has barely started to learn, its predictions hardly depend on the "
-                "image, and its deletion curves say little about the paper's claim either way."
-            )
-        curves = test["curves"]
-        for fill, kinds in (("black", ("positive", "active")), ("white", ("negative", "inactive"))):
-            base = curves[f"{fill}/original"]["auc"]
-            for kind in kinds:
-                ours = curves[f"{fill}/{kind}"]["auc"]
-                verdict = "lower, as the paper claims" if ours < base else "**not lower: the claim does not hold here**"
-                paper_pair = (PAPER_AUC[f"{fill}/{kind}"].get(column.id), PAPER_AUC[f"{fill}/original"].get(column.id))
-                paper_text = f"; paper {paper_pair[0]:.2f} vs {paper_pair[1]:.2f}" if paper_pair[0] is not None else ""
-                lines.append(
-                    f"- {fill} deletion, {kind}: AUC {ours:.3f} vs original {base:.3f} on {test['images']} test "
-                    f"images: {verdict}"
-                    f"{paper_text}."
-                )
-        final = {k: curves[k]["deleted"][-1] for k in curves}
-        lines.append(
-            "- Fraction of pixels actually deleted when 90% is asked: "
-            + ", ".join(f"{k} {v:.2f}" for k, v in final.items())
-            + " (sparse maps run out of non-zero pixels)."
-        )
-        if wall_seconds and column.id in wall_seconds:
-            lines.append(f"- Wall time of this column's notebooks in the last run: {wall_seconds[column.id]:.0f} s.")
-        lines.append("")
+        lines += _column_section(column, records[column.id])
     lines += ["## Files", "", "- `tables/`: Tables 1–3 and Appendix B's AUC table as CSV, Markdown and LaTeX."]
     lines += [f"- `{p.name}`" for p in sorted(figures_dir.glob("*.png"))]
     return atomic_write_text(figures_dir / "README.md", "\n".join(lines) + "\n")
+
+
+_CLAIMS = (("black", "positive"), ("black", "active"), ("white", "negative"), ("white", "inactive"))
+
+
+def _signed(value: float, digits: int) -> str:
+    return f"{value:+.{digits}f}".replace("-", "−")
+
+
+def _side_by_side(columns, records) -> list[str]:
+    lines = ["## Side by side with the paper", "",
+             "Ours minus the paper's in the last column. The paper prints accuracy to 4 decimals and AUC to 2, so an "
+             "AUC difference under 0.005 is within its rounding.", "",
+             "**Table 1: test accuracy**", "", "| column | ours | paper | difference |",
+             "|---|---|---|---|"]  # fmt: skip
+    for column in columns:
+        ours, paper = records[column.id]["train"]["test_accuracy"], PAPER_ACCURACY.get(column.id)
+        cells = [f"{paper:.4f}", _signed(ours - paper, 4)] if paper is not None else ["", ""]
+        lines.append(f"| {column.label} | {ours:.4f} | " + " | ".join(cells) + " |")
+    for fill, title in (("black", "Table 2: black-deletion AUC"), ("white", "Table 3: white-deletion AUC")):
+        kinds = ("original", "positive", "active") if fill == "black" else ("original", "negative", "inactive")
+        lines += ["", f"**{title}** (test split)", "", "| column | map | ours | paper | difference |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for column in columns:
+            curves = records[column.id]["deletion_test"]["curves"]
+            for kind in kinds:
+                ours, paper = curves[f"{fill}/{kind}"]["auc"], PAPER_AUC[f"{fill}/{kind}"].get(column.id)
+                cells = [f"{paper:.2f}", _signed(ours - paper, 3)] if paper is not None else ["", ""]
+                lines.append(f"| {column.label} | {kind} | {ours:.3f} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _directions(columns, records) -> list[str]:
+    """Where a map kind's AUC is not below the original's, against the paper's direction, and what could explain it."""
+    lines = ["## Where our direction differs from the paper's", ""]
+    against = []
+    for column in columns:
+        curves = records[column.id]["deletion_test"]["curves"]
+        for fill, kind in _CLAIMS:
+            ours, base = curves[f"{fill}/{kind}"]["auc"], curves[f"{fill}/original"]["auc"]
+            if ours >= base:
+                against.append((column, fill, kind, ours, base))
+    if not against:
+        lines.append(
+            f"Nowhere: in all {len(columns) * len(_CLAIMS)} comparisons of these {len(columns)} columns, the positive "
+            "and active maps' black-deletion AUC and the negative and inactive maps' white-deletion AUC are below "
+            "the original map's, as in the paper. The sizes of the gaps differ from the paper's (tables above)."
+        )
+        return [*lines, ""]
+    for column, fill, kind, ours, base in against:
+        paper = (PAPER_AUC[f"{fill}/{kind}"].get(column.id), PAPER_AUC[f"{fill}/original"].get(column.id))
+        paper_text = f" (paper: {paper[0]:.2f} vs {paper[1]:.2f})" if paper[0] is not None else ""
+        lines.append(f"- {column.label}, {fill} deletion: the {kind} map's AUC {ours:.3f} is not below the "
+                     f"original's {base:.3f}{paper_text}.")  # fmt: skip
+    lines += ["", "What in the set-up could explain it:"]
+    for column in dict.fromkeys(c for c, *_ in against):
+        train = records[column.id]["train"]
+        paper = PAPER_ACCURACY.get(column.id)
+        reasons = [f"data: {train['data_source']}, {train['train_images']} training images"]
+        if paper is not None and train["test_accuracy"] < paper - 0.05:
+            reasons.append(f"a weaker model than the paper's (accuracy {train['test_accuracy']:.4f} vs {paper:.4f})")
+        if train["test_accuracy"] < 2 / CLASSES:
+            reasons.append("a model barely above chance, whose predictions hardly depend on the image")
+        lines.append(f"- {column.label}: " + "; ".join(reasons) + ".")
+    lines.append(
+        "- For every column: the deviations from the authors' code in PROTOCOL §7 (sorted class order, raw maps "
+        "before deletion), and the offline data's JPEG compression and, for Imagenette, its 160 px copies upsampled "
+        "to 224 px and the train images it leaves out (see `../shared/datasets/README.md`)."
+    )
+    return [*lines, ""]
+
+
+def _column_section(column, records) -> list[str]:
+    train, test, run = records["train"], records["deletion_test"], records["run"]
+    lines = [f"## {column.label}", ""]
+    if train is None or test is None:
+        return [*lines, "No results for this column yet: it was skipped or has not been run (see the runner's output).",
+                ""]  # fmt: skip
+    paper = PAPER_ACCURACY.get(column.id)
+    lines.append(
+        f"- Trained {train['epochs']} epochs on {train['train_images']} images "
+        f"({train['data_source']}); test accuracy {train['test_accuracy']:.4f} on {train['test_images']} "
+        f"images" + (f" (paper: {paper:.4f})." if paper is not None else ".")
+    )
+    if train["test_accuracy"] < 2 / CLASSES:
+        lines.append(
+            f"- **Caution:** test accuracy {train['test_accuracy']:.3f} is less than twice chance "
+            f"({1 / CLASSES:.2f}): this model has barely started to learn, its predictions hardly depend on the "
+            "image, and its deletion curves say little about the paper's claim either way."
+        )
+    curves = test["curves"]
+    for fill, kind in _CLAIMS:
+        base, ours = curves[f"{fill}/original"]["auc"], curves[f"{fill}/{kind}"]["auc"]
+        verdict = "lower, as the paper claims" if ours < base else "**not lower: the claim does not hold here**"
+        paper_pair = (PAPER_AUC[f"{fill}/{kind}"].get(column.id), PAPER_AUC[f"{fill}/original"].get(column.id))
+        paper_text = f"; paper {paper_pair[0]:.2f} vs {paper_pair[1]:.2f}" if paper_pair[0] is not None else ""
+        lines.append(
+            f"- {fill} deletion, {kind}: AUC {ours:.3f} vs original {base:.3f} on {test['images']} test "
+            f"images: {verdict}{paper_text}."
+        )
+    final = {k: curves[k]["deleted"][-1] for k in curves}
+    lines.append(
+        "- Fraction of pixels actually deleted when 90% is asked: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in final.items())
+        + " (sparse maps run out of non-zero pixels)."
+    )
+    if run:
+        facts = [f"on {run['device']}"] if "device" in run else []
+        facts += [f"{name} {run[key]}" for key, name in (("torch", "torch"), ("signed_saliency", "signed-saliency"),
+                                                         ("commit", "commit")) if key in run]  # fmt: skip
+        lines.append(f"- Wall time of this column's notebooks in the last run: {run['wall_seconds']:.0f} s, "
+                     + ", ".join(facts) + ".")  # fmt: skip
+    return [*lines, ""]
 
 
 def finite_in_range(value, low: float, high: float) -> bool:

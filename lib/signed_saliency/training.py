@@ -208,7 +208,10 @@ def _run_epoch(module, optimizer, inputs, labels, config: TrainConfig, epoch: in
     module.train()
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
     order = torch.randperm(len(labels), generator=generator).to(labels.device)
-    total_loss, correct = 0.0, 0
+    # Sums stay on the device: a per-batch .item() would stall a GPU after every step. Float64
+    # keeps the sum what Python floats gave on the CPU.
+    total_loss = torch.zeros((), dtype=torch.float64, device=labels.device)
+    correct = torch.zeros((), dtype=torch.int64, device=labels.device)
     for start in range(0, len(order), config.batch_size):
         index = order[start : start + config.batch_size]
         logits = module(_as_input(inputs[index]))
@@ -216,10 +219,10 @@ def _run_epoch(module, optimizer, inputs, labels, config: TrainConfig, epoch: in
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += loss.item() * len(index)
-        correct += (logits.argmax(1) == labels[index]).sum().item()
+        total_loss += loss.detach().double() * len(index)
+        correct += (logits.detach().argmax(1) == labels[index]).sum()
     module.eval()
-    return total_loss / len(order), correct / len(order)
+    return total_loss.item() / len(order), correct.item() / len(order)
 
 
 def _accuracy(module, inputs, labels, batch_size: int = 512) -> float:
