@@ -48,3 +48,12 @@ def test_every_module_has_a_docstring():
     for module in pkgutil.iter_modules(signed_saliency.__path__):
         imported = importlib.import_module(f"signed_saliency.{module.name}")
         assert imported.__doc__ and len(imported.__doc__.split()) > 20, module.name
+
+
+def test_readme_quotes_the_committed_paper_accuracies():
+    import json
+
+    readme = (ROOT / "README.md").read_text()
+    for column in ("cifar10_cnn", "cifar10_resnet18", "imagenette_cnn", "imagenette_resnet18"):
+        record = json.loads((ROOT / "figures" / "paper" / "results" / f"train_{column}.json").read_text())
+        assert f"{record['test_accuracy']:.4f}" in readme, column

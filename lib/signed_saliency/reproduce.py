@@ -32,7 +32,7 @@ from signed_saliency.io import atomic_path
 from signed_saliency.models import MissingWeightsError, build
 from signed_saliency.profiles import PROFILES, Column, get_profile
 from signed_saliency.tables import assemble, write_record, write_summary
-from signed_saliency.training import resolve_device
+from signed_saliency.training import describe_device
 
 NOTEBOOKS = ("01_train", "02_qualitative", "03_quantitative", "04_appendix")
 
@@ -100,27 +100,18 @@ def run_record(seconds: float, device: str = "auto") -> dict:
     """Where and with what a column ran: wall time, device, torch and library versions, commit."""
     import torch
 
-    resolved = resolve_device(device)
-    if resolved.type == "cuda":
-        name = torch.cuda.get_device_name(resolved)
-    else:
-        name = f"{resolved.type}: {_processor_name()}, {os.cpu_count()} logical cores"
-    return {"wall_seconds": round(seconds, 1), "device": name, "torch": torch.__version__,
+    return {"wall_seconds": round(seconds, 1), "device": describe_device(device), "torch": torch.__version__,
             "signed_saliency": __version__, "commit": _commit(), "python": platform.python_version(),
             "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}  # fmt: skip
 
 
-def _processor_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def _commit() -> str:
-    """The checkout's git commit (``+dirty`` with local changes), else $SIGNED_SALIENCY_COMMIT, else unknown."""
+    """$SIGNED_SALIENCY_COMMIT if set, else the checkout's git commit (``+dirty`` with local changes), else unknown.
+
+    The variable comes first because a copied tree (a GPU machine's) may carry a stale ``.git``.
+    """
+    if os.environ.get("SIGNED_SALIENCY_COMMIT"):
+        return os.environ["SIGNED_SALIENCY_COMMIT"]
     try:
         git = ["git", "-C", str(paths.REPO_ROOT)]
         head = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True)
@@ -128,7 +119,7 @@ def _commit() -> str:
                                text=True, check=True).stdout.strip()  # fmt: skip
         return head.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("SIGNED_SALIENCY_COMMIT", "unknown")
+        return "unknown"
 
 
 def materialize(archives: str | Path, datasets: list[str], data_root: str | Path | None = None) -> None:
