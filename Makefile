@@ -8,14 +8,14 @@ PROFILE ?= quick
 ONLY ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data browser test lint reproduce train explore lab clean
+.PHONY: help venv data browser test lint reproduce train bench explore lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[notebooks,test]"
+	$(PY) -m pip install -q -e ".[notebooks,test,bench]"
 	touch $@
 
 venv: $(VENV)/.installed ## create .venv and install the pinned dependencies (torch 2.14.1 from local disk)
@@ -34,14 +34,17 @@ test: venv data browser ## set up and run the test suite
 	$(PY) -m pytest
 
 lint: venv ## ruff check and format check
-	$(VENV)/bin/ruff check lib tests
-	$(VENV)/bin/ruff format --check lib tests
+	$(VENV)/bin/ruff check lib tests benchmarks
+	$(VENV)/bin/ruff format --check lib tests benchmarks
 
 reproduce: venv data ## set up and run the notebook chain: PROFILE=smoke|quick|paper (default quick), ONLY=cifar10/cnn
 	$(PY) -m signed_saliency.reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
 
 train: venv data ## train + evaluate the CIFAR-10 CNN alone with the paper's settings (50 epochs)
 	$(PY) -m signed_saliency.training --dataset cifar10 --model cnn --epochs 50
+
+bench: venv data ## time ours against a per-class loop, Captum, Quantus and the floors; writes benchmarks/results.md
+	$(PY) -m benchmarks
 
 explore: venv data ## serve the explorer (notebooks/05_explore.ipynb) as a Voila app on 127.0.0.1:8866
 	$(VENV)/bin/voila notebooks/05_explore.ipynb --port=8866 --Voila.ip=127.0.0.1

@@ -15,7 +15,10 @@ from signed_saliency.tables import TABLES, assemble, finite_in_range, write_reco
 
 NOTEBOOK_FILES = sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
 FIGURES_PER_COLUMN = ("fig_training", "fig_maps", "fig_deletion_black_test", "fig_deletion_white_test",
-                      "appendixA_maps", "appendixB_deletion_black_train", "appendixB_deletion_white_train")  # fmt: skip
+                      "appendixA_maps", "appendixB_deletion_black_train", "appendixB_deletion_white_train",
+                      "fig_sanity_class_sensitivity", "fig_sanity_randomization", "fig_sanity_examples_class",
+                      "fig_sanity_examples_randomized", "fig_beyond_auc", "fig_beyond_darker0.5",
+                      "fig_beyond_brighter0.5")  # fmt: skip
 
 
 def parameters_cell(notebook):
@@ -41,8 +44,10 @@ def test_source_notebooks_are_clean_with_one_literal_parameters_cell(path):
         assert values["profile"] == "smoke"
 
 
-def test_the_chain_has_the_four_notebooks():
-    assert [p.stem for p in NOTEBOOK_FILES][:4] == list(reproduce.NOTEBOOKS)
+def test_the_chain_is_every_notebook_but_the_explorer():
+    assert [p.stem for p in NOTEBOOK_FILES if p.stem != "05_explore"] == list(reproduce.NOTEBOOKS)
+    with pytest.raises(ValueError, match="unknown notebooks"):
+        reproduce.run("smoke", notebooks=["08_nothing"])
 
 
 @pytest.mark.data
@@ -179,9 +184,15 @@ def test_the_runner_materializes_from_the_archives_first(tmp_path, capsys):
 
 def test_run_record_names_the_device_and_versions(monkeypatch):
     monkeypatch.delenv("SIGNED_SALIENCY_COMMIT", raising=False)
-    record = reproduce.run_record(12.34, "cpu")
+    record = reproduce.run_record({"01_train": 12.34}, "cpu")
     assert record["wall_seconds"] == 12.3 and record["device"].startswith("cpu: ") and "cores" in record["device"]
     assert record["torch"] == torch.__version__ and record["signed_saliency"] == signed_saliency.__version__
     assert record["commit"] == "unknown" or len(record["commit"].split("+")[0]) == 12
     monkeypatch.setenv("SIGNED_SALIENCY_COMMIT", "0123456789ab")  # a copied tree's .git may be stale
-    assert reproduce.run_record(1.0, "cpu")["commit"] == "0123456789ab"
+    assert reproduce.run_record({"01_train": 1.0}, "cpu")["commit"] == "0123456789ab"
+    # Rerunning some notebooks keeps the others' times, and names every device involved.
+    earlier = {**record, "notebooks": {"01_train": {"seconds": 10.0, "device": "NVIDIA H100"},
+                                       "06_sanity_checks": {"seconds": 5.0, "device": "NVIDIA H100"}}}  # fmt: skip
+    merged = reproduce.run_record({"06_sanity_checks": 2.0}, "cpu", earlier)
+    assert merged["wall_seconds"] == 12.0 and merged["device"] == f"NVIDIA H100 and {record['device']}"
+    assert merged["notebooks"]["01_train"] == {"seconds": 10.0, "device": "NVIDIA H100"}

@@ -173,3 +173,48 @@ def test_bad_arguments_raise_value_error(kwargs, message):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         deletion_curve(KeyPixels(), **arguments)
+
+
+def test_graded_fills_darken_or_brighten_and_reach_black_or_white():
+    from signed_saliency.deletion import fill_values
+
+    images = torch.tensor([0.0, 0.2, 0.5, 1.0]).view(1, 1, 2, 2)
+    torch.testing.assert_close(fill_values("darker:0.5")(images), images * 0.5)
+    torch.testing.assert_close(
+        fill_values("brighter:0.25")(images), torch.tensor([0.25, 0.4, 0.625, 1.0]).view(1, 1, 2, 2)
+    )
+    torch.testing.assert_close(fill_values("darker:1")(images), torch.zeros_like(images))
+    torch.testing.assert_close(fill_values("brighter:1")(images), torch.ones_like(images))
+    for bad in ("grey", "darker", "darker:0", "darker:1.5", "brighter:x"):
+        with pytest.raises(ValueError, match="fill must be"):
+            fill_values(bad)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 6 * 6, 4)).eval()
+    x, maps = torch.rand(5, 3, 6, 6), torch.rand(5, 6, 6)
+    for graded, extreme in (("darker:1.0", "black"), ("brighter:1.0", "white")):
+        a, b = deletion_curve(model, x, maps, graded), deletion_curve(model, x, maps, extreme)
+        assert torch.equal(a.allegiance, b.allegiance) and a.auc == b.auc and a.fill == graded
+
+
+def test_deletion_hands_the_model_back_contiguous_and_differentiable():
+    from signed_saliency.models import BasicCNN
+
+    torch.manual_seed(0)
+    model, images = BasicCNN().eval(), torch.rand(4, 3, 32, 32)
+    maps = torch.rand(4, 32, 32)
+    with torch.inference_mode():  # even called inside inference mode, the weights stay ordinary tensors
+        inside = deletion_curve(model, images, maps, "black")
+    outside = deletion_curve(model, images, maps, "black", batch_size=3)
+    assert torch.equal(inside.allegiance, outside.allegiance)
+    assert all(p.is_contiguous() and not p.is_inference() for p in model.parameters())
+    x = images.clone().requires_grad_(True)
+    model(x).sum().backward()
+    assert x.grad is not None
+    assert deletion.forward_batch(torch.rand(2, 3, 224, 224)) == 6 and deletion.forward_batch(images) == 341
+
+
+def test_a_map_with_nothing_to_delete_keeps_every_prediction():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3)).eval()
+    curve = deletion_curve(model, torch.rand(2, 3, 4, 4), torch.zeros(2, 4, 4), "white")
+    assert torch.equal(curve.allegiance, torch.ones(len(curve.fractions))) and curve.deleted.sum() == 0

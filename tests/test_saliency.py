@@ -142,12 +142,18 @@ def test_results_do_not_depend_on_chunking(monkeypatch):
         torch.testing.assert_close(chunked[method], whole[method], rtol=1e-12, atol=0)
 
 
-def test_replicated_fallback_equals_vmapped_gradients():
+def test_every_strategy_and_the_replicated_fallback_give_the_same_gradients():
     model = random_cnn().eval()
     images = torch.rand(3, 3, 8, 8, dtype=torch.float64)
-    _, vmapped = class_gradients(model, images)
-    replicated = saliency._replicated_class_gradients(model, images, 10)
-    torch.testing.assert_close(vmapped, replicated, rtol=1e-10, atol=1e-12)
+    logits, sequential = class_gradients(model, images, "sequential")
+    _, batched = class_gradients(model, images, "batched")
+    replicated = saliency.replicated_class_gradients(model, images, 10)[1]
+    torch.testing.assert_close(batched, sequential, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(replicated, sequential, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(class_gradients(model, images)[1], sequential, rtol=0, atol=0)  # auto on the CPU
+    torch.testing.assert_close(logits, model(images))
+    with pytest.raises(ValueError, match="strategy must be"):
+        class_gradients(model, images, "loop")
 
 
 def test_model_left_as_it_was():

@@ -15,14 +15,23 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from signed_saliency import paths
+from signed_saliency.attribution import RELU_RULES, attribution_maps_for
 from signed_saliency.data import TEST_SPLIT, ImageSet, load_dataset
 from signed_saliency.deletion import FRACTIONS, DeletionCurve
-from signed_saliency.evaluation import cached, paper_curves, pick_examples
+from signed_saliency.evaluation import cached, method_curves, paper_curves, pick_examples
 from signed_saliency.plotting import plot_map_grid, save_figure
 from signed_saliency.profiles import Column
-from signed_saliency.saliency import saliency_maps
+from signed_saliency.saliency import METHODS, saliency_maps
+from signed_saliency.sanity import (
+    cascading_randomization,
+    class_sensitivity,
+    finite_mean,
+    randomizable_layers,
+    randomized_copy,
+)
 from signed_saliency.training import TrainResult, fit, resolve_device
 
 
@@ -68,27 +77,93 @@ class Context:
         ]  # fmt: skip
         return plot_map_grid(images.cpu(), {k: v.cpu() for k, v in maps.items()}, row_labels=labels)
 
+    def fingerprint(self, images: ImageSet) -> dict:
+        """What a cached result depends on: the weights (their name, accuracy and final loss, since the same
+        config retrained elsewhere, on a GPU say, gives other weights), the images and the seed."""
+        trained = self.trained
+        return {"checkpoint": trained.checkpoint.name, "test_accuracy": trained.test_accuracy,
+                "final_loss": trained.history[-1]["loss"], "images": len(images), "seed": self.seed,
+                "source": images.source}  # fmt: skip
+
     def deletion_curves(self, which: str, n: int | None) -> tuple[dict[str, DeletionCurve], int]:
         """The six paper curves on ``n`` seeded images of a split, cached until the model or sizes change."""
         images = self.split(which, n)
-        trained = self.trained
-        # The weights' fingerprint too: the same config retrained elsewhere (a GPU) gives other weights.
-        key = {"checkpoint": trained.checkpoint.name, "test_accuracy": trained.test_accuracy,
-               "final_loss": trained.history[-1]["loss"], "split": which, "images": len(images),
-               "seed": self.seed, "fractions": list(FRACTIONS), "source": images.source}  # fmt: skip
+        key = {**self.fingerprint(images), "split": which, "fractions": list(FRACTIONS)}
         curves = cached(self.cache / f"deletion_{which}_{self.column.id}.pt", key,
                         lambda: paper_curves(self.model, images, device=self.device))  # fmt: skip
         return curves, len(images)
+
+    def method_curves(self, methods, fills, **options) -> tuple[dict[str, DeletionCurve], int]:
+        """Deletion curves of every map kind of ``methods`` under ``fills`` on the column's ``beyond_images``."""
+        images = self.split("test", self.column.beyond_images)
+        methods = [m for m in methods if self.applies(m)]
+        specs = [(m, fill, kind) for m in methods for fill in fills for kind in METHODS]
+        key = {**self.fingerprint(images), "specs": specs, "fractions": list(FRACTIONS), "options": options}
+        curves = cached(self.cache / f"beyond_{self.column.id}.pt", key,
+                        lambda: method_curves(self.model, images, specs, device=self.device, **options))  # fmt: skip
+        return curves, len(images)
+
+    def sanity_checks(self, methods, max_steps: int, **options) -> dict:
+        """Class sensitivity and cascading randomisation of every map kind of ``methods`` (cached, JSON-ready)."""
+        images = self.split("test", self.column.sanity_images)
+        key = {**self.fingerprint(images), "methods": list(methods), "max_steps": max_steps, "options": options}
+
+        def compute():
+            batch = images.batch(slice(None), self.device)
+            result = {"images": len(images), "layers": len(randomizable_layers(self.model)),
+                      "not_applicable": {m: self.why_not(m) for m in methods if not self.applies(m)},
+                      "class_sensitivity": {}, "randomization": {}}  # fmt: skip
+            for method in tqdm([m for m in methods if self.applies(m)], desc="sanity checks"):
+                sensitivity = class_sensitivity(self.model, batch, method, METHODS, **options)
+                result["class_sensitivity"][method] = {k: finite_mean(v) for k, v in sensitivity.items()}
+                steps = cascading_randomization(self.model, batch, method, METHODS, self.seed, max_steps, **options)
+                result["randomization"][method] = [s._asdict() for s in steps]
+            return result
+
+        return cached(self.cache / f"sanity_{self.column.id}.pt", key, compute)
+
+    def sanity_example_grids(self, methods, **options):
+        """Two figures for one seeded test image, method by method: the maps of the highest vs the lowest
+        class, and of the trained vs the fully re-initialised model (as the cascade leaves it)."""
+        test = self.split("test")
+        chosen = pick_examples(self.model, test, 1, self.seed, self.device).index.flatten()[:1]
+        image = test.batch(chosen, self.device)
+        predicted = self.model(image).argmax(1)
+        randomized = randomized_copy(self.model, seed=self.seed).eval()
+        rows = {"class": ([], []), "randomized": ([], [])}
+        for method in (m for m in methods if self.applies(m)):
+            high, low = attribution_maps_for(self.model, image, method, METHODS, ("highest", "lowest"), **options)
+            (after,) = attribution_maps_for(randomized, image, method, METHODS, (predicted,), **options)
+            for which, pair, names in (("class", (high, low), ("highest class", "lowest class")),
+                                       ("randomized", (high, after), ("trained", "re-initialised"))):  # fmt: skip
+                rows[which][0].extend(pair)
+                rows[which][1].extend(f"{method}\n{name}" for name in names)
+
+        def grid(maps, labels):
+            stacked = {k: torch.cat([m[k] for m in maps]).cpu() for k in METHODS}
+            return plot_map_grid(image.cpu().expand(len(maps), -1, -1, -1), stacked, row_labels=labels)
+
+        return grid(*rows["class"]), grid(*rows["randomized"])
+
+    def applies(self, method: str) -> bool:
+        return self.why_not(method) is None
+
+    def why_not(self, method: str) -> str | None:
+        """Why an attribution method does not apply to this model (ReLU rules need ReLU modules), or None."""
+        if method in RELU_RULES and not any(isinstance(m, torch.nn.ReLU) for m in self.model.modules()):
+            return f"{method} rewrites the backward pass at ReLU modules, and this model has none"
+        return None
 
 
 def context(
     *, dataset: str, model: str, pretrained: bool, epochs: int, train_size: int | None, test_size: int | None,
     deletion_images: int | None, appendix_images: int | None, appendix_examples: int, profile: str, seed: int,
-    device: str = "auto", figures_dir: str = "", cache_dir: str = "",
+    sanity_images: int = 256, beyond_images: int = 256, device: str = "auto", figures_dir: str = "",
+    cache_dir: str = "",
 ) -> Context:  # fmt: skip
     """Build the ``Context`` of one notebook run from its parameters (empty folders = defaults)."""
     column = Column(dataset, model, pretrained, epochs, train_size, test_size, deletion_images, appendix_images,
-                    appendix_examples)  # fmt: skip
+                    appendix_examples, sanity_images, beyond_images)  # fmt: skip
     figures = Path(figures_dir) if figures_dir else paths.FIGURES_DIR / profile
     cache = Path(cache_dir) if cache_dir else paths.BUILD_DIR / profile / "cache"
     figures.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ under a key (checkpoint, split, sizes, seed) and reuses it when nothing changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,15 +20,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from signed_saliency.attribution import attribution_maps
 from signed_saliency.data import ImageSet
 from signed_saliency.deletion import FRACTIONS, DeletionCurve, auc, deletion_curve, predict
 from signed_saliency.io import atomic_torch_save
-from signed_saliency.saliency import METHODS, saliency_maps
 
 PAPER_CURVES = (
     ("black", "original"), ("black", "positive"), ("black", "active"),
     ("white", "original"), ("white", "negative"), ("white", "inactive"),
 )  # fmt: skip
+# The paper's future work: deleted pixels made darker (x·(1−δ)) or brighter (x + δ·(1−x)), not black or white.
+BEYOND_FILLS = ("black", "darker:0.75", "darker:0.5", "white", "brighter:0.75", "brighter:0.5")
 
 
 class Examples(NamedTuple):
@@ -88,25 +90,48 @@ def paper_curves(
     progress: bool = True,
 ) -> dict[str, DeletionCurve]:
     """The six curves of PROTOCOL §2 on every image of ``images``, keyed ``"black/original"`` etc."""
+    specs = [("gradient", fill, kind) for fill, kind in PAPER_CURVES]
+    curves = method_curves(model, images, specs, fractions, chunk, device, progress)
+    return {key.split("/", 1)[1]: curve for key, curve in curves.items()}
+
+
+def method_curves(
+    model: nn.Module,
+    images: ImageSet,
+    specs: Sequence[tuple[str, str, str]],
+    fractions=FRACTIONS,
+    chunk: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    **options,
+) -> dict[str, DeletionCurve]:
+    """Deletion curves for (attribution method, fill, map kind) triples, keyed ``"method/fill/kind"``.
+
+    Per chunk of images: one forward gives the original predictions that every curve shares,
+    and one all-class attribution pass per method gives all its map kinds. ``options`` go to
+    ``attribution.class_attributions`` (SmoothGrad's samples, IG's steps, ...).
+    """
     if chunk is None:
         chunk = max(1, (1 << 20) // images.images[0].numel() * 4)  # ~4M pixel-channels per chunk
-    agree = {f"{fill}/{method}": torch.zeros(len(fractions)) for fill, method in PAPER_CURVES}
+    kinds = {m: tuple(dict.fromkeys(k for mm, _, k in specs if mm == m)) for m, _, _ in specs}
+    agree = {"/".join(spec): torch.zeros(len(fractions)) for spec in specs}
     deleted = {key: torch.zeros(len(fractions)) for key in agree}
     model.eval()
     for start in tqdm(range(0, len(images), chunk), desc="deletion curves", disable=not progress):
         batch = images.batch(slice(start, start + chunk), device)
-        maps = saliency_maps(model, batch, methods=METHODS)
         original = predict(model, batch)
-        for fill, method in PAPER_CURVES:
-            curve = deletion_curve(model, batch, maps[method], fill, fractions, original_predictions=original)
-            agree[f"{fill}/{method}"] += curve.allegiance * len(batch)
-            deleted[f"{fill}/{method}"] += curve.deleted * len(batch)
+        for method, method_kinds in kinds.items():
+            maps = attribution_maps(model, batch, method, method_kinds, **options)
+            for spec in (s for s in specs if s[0] == method):
+                curve = deletion_curve(model, batch, maps[spec[2]], spec[1], fractions, original_predictions=original)
+                agree["/".join(spec)] += curve.allegiance * len(batch)
+                deleted["/".join(spec)] += curve.deleted * len(batch)
     n = len(images)
-    curves = {}
-    for key in agree:
-        allegiance, share = agree[key] / n, deleted[key] / n
-        curves[key] = DeletionCurve(tuple(fractions), allegiance, share, auc(fractions, allegiance), key.split("/")[0])
-    return curves
+    return {
+        key: DeletionCurve(tuple(fractions), agree[key] / n, deleted[key] / n, auc(fractions, agree[key] / n),
+                           key.split("/")[1])
+        for key in agree
+    }  # fmt: skip
 
 
 def curves_to_record(curves: dict[str, DeletionCurve]) -> dict[str, Any]:

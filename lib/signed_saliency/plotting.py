@@ -109,3 +109,72 @@ def save_figure(fig: Figure, directory: str | Path, stem: str, close: bool = Tru
     if close:
         plt.close(fig)
     return written
+
+
+def plot_class_sensitivity(sensitivity: Mapping[str, Mapping[str, float | None]], title: str = "") -> Figure:
+    """Mean Spearman correlation between the highest- and lowest-class maps, per method (rows) and kind."""
+    methods = list(sensitivity)
+    kinds = list(next(iter(sensitivity.values()))) if methods else []
+    fig, ax = plt.subplots(figsize=(1.2 * len(kinds) + 2.2, 0.45 * len(methods) + 1.2), layout="constrained")
+    _annotated_heatmap(ax, [[sensitivity[m][k] for k in kinds] for m in methods], methods, kinds, -1, 1)
+    ax.set_title(title or "class sensitivity: Spearman(highest-class map, lowest-class map); 1 = ignores the class",
+                 fontsize=9)  # fmt: skip
+    return fig
+
+
+def plot_randomization(randomization: Mapping[str, Sequence[Mapping]], title: str = "") -> Figure:
+    """Spearman correlation and SSIM with the trained model's maps as layers are re-initialised, per method."""
+    methods = list(randomization)
+    fig, axes = plt.subplots(2, len(methods), figsize=(2.4 * len(methods) + 0.6, 4.8), squeeze=False,
+                             sharey="row", layout="constrained")  # fmt: skip
+    for column, method in enumerate(methods):
+        steps = randomization[method]
+        layers = [0, *(s["layers"] for s in steps)]
+        for row, metric in enumerate(("spearman", "ssim")):
+            ax = axes[row, column]
+            for kind in CURVE_STYLE:
+                values = [1.0, *(s[metric][kind] for s in steps)]  # layer 0: the trained model's own maps
+                ax.plot(layers, values, marker="o", ms=3, label=kind, **CURVE_STYLE[kind])
+            ax.axhline(0, color="0.8", linewidth=0.8, zorder=0)
+            ax.set(ylim=(-0.25, 1.05), title=method if row == 0 else "")
+            if row == 1:
+                ax.set_xlabel("layers re-initialised\n(from the output)", fontsize=8)
+    axes[0, 0].set_ylabel("Spearman with trained")
+    axes[1, 0].set_ylabel("SSIM with trained")
+    axes[0, -1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_auc_grid(aucs: Mapping[str, Mapping[str, Mapping[str, float]]], title: str = "") -> Figure:
+    """One heatmap of deletion AUC per fill: ``aucs[fill][method][kind]``; lower is better."""
+    fills = list(aucs)
+    columns = min(3, len(fills))
+    rows = -(-len(fills) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.2 * rows), squeeze=False, layout="constrained")
+    for ax in axes.flat[len(fills) :]:
+        ax.set_visible(False)
+    for ax, fill in zip(axes.flat, fills):
+        methods = list(aucs[fill])
+        kinds = list(aucs[fill][methods[0]])
+        _annotated_heatmap(ax, [[aucs[fill][m][k] for k in kinds] for m in methods], methods, kinds, 0, 0.9,
+                           cmap="viridis_r")  # fmt: skip
+        ax.set_title(f"{fill} deletion AUC", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _annotated_heatmap(ax, values, row_labels, column_labels, vmin, vmax, cmap="RdBu_r") -> None:
+    import numpy as np
+
+    grid = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
+    image = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    for (r, c), value in np.ndenumerate(grid):
+        red, green, blue, _ = image.cmap(image.norm(value)) if not np.isnan(value) else (1, 1, 1, 1)
+        dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5  # white text on dark cells
+        ax.text(c, r, "n/a" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=7,
+                color="white" if dark else "black")  # fmt: skip
+    ax.set_xticks(range(len(column_labels)), column_labels, fontsize=8, rotation=30)
+    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)

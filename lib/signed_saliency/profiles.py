@@ -32,13 +32,15 @@ class Column:
     deletion_images: int | None = None  # test images for Tables 2-3
     appendix_images: int | None = None  # train images for Appendix B
     appendix_examples: int = 3  # extra examples per class for Appendix A
+    sanity_images: int = 256  # test images for the sanity checks (notebook 06)
+    beyond_images: int = 256  # test images for the other methods' and graded deletion curves (notebook 07)
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {DATASETS}")
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}: choose one of {MODELS}")
-        for name in ("train_size", "test_size", "deletion_images", "appendix_images"):
+        for name in ("train_size", "test_size", "deletion_images", "appendix_images", "sanity_images", "beyond_images"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be positive or None (all images), got {value}")
@@ -93,6 +95,8 @@ PROFILES = {
                 deletion_images=64,
                 appendix_images=32,
                 appendix_examples=1,
+                sanity_images=4,
+                beyond_images=8,
             ),
             Column(
                 "imagenette",
@@ -103,6 +107,8 @@ PROFILES = {
                 deletion_images=8,
                 appendix_images=4,
                 appendix_examples=1,
+                sanity_images=2,
+                beyond_images=2,
             ),
             Column(
                 "imagenette",
@@ -114,6 +120,8 @@ PROFILES = {
                 deletion_images=4,
                 appendix_images=4,
                 appendix_examples=1,
+                sanity_images=2,
+                beyond_images=2,
             ),
         ),  # fmt: skip
         "every notebook and code path on tiny subsets, one epoch (CI)",
@@ -123,9 +131,35 @@ PROFILES = {
         # Sized from speeds measured on the 2-core CPU (train / all-five-maps images per second):
         # CNN@32 2944 / 567, ResNet-18@32 424 / 103, CNN@224 94 / 12, ResNet-18@224 12 / 2.1.
         (
-            Column("cifar10", "cnn", epochs=20, deletion_images=2000, appendix_images=2000),
-            Column("cifar10", "resnet18", epochs=4, train_size=25000, deletion_images=1000, appendix_images=500),
-            Column("imagenette", "cnn", epochs=8, test_size=1000, deletion_images=300, appendix_images=200),
+            Column(
+                "cifar10",
+                "cnn",
+                epochs=20,
+                deletion_images=2000,
+                appendix_images=2000,
+                sanity_images=200,
+                beyond_images=500,
+            ),
+            Column(
+                "cifar10",
+                "resnet18",
+                epochs=4,
+                train_size=25000,
+                deletion_images=1000,
+                appendix_images=500,
+                sanity_images=64,
+                beyond_images=200,
+            ),
+            Column(
+                "imagenette",
+                "cnn",
+                epochs=8,
+                test_size=1000,
+                deletion_images=300,
+                appendix_images=200,
+                sanity_images=16,
+                beyond_images=16,
+            ),
             Column(
                 "imagenette",
                 "resnet18",
@@ -134,6 +168,8 @@ PROFILES = {
                 test_size=500,
                 deletion_images=100,
                 appendix_images=60,
+                sanity_images=8,
+                beyond_images=8,
             ),
         ),  # fmt: skip
         "the four from-scratch columns with fewer epochs and image subsets, about an hour on a 2-core CPU",

@@ -1,8 +1,9 @@
 """The batch runner: every notebook of the chain, for every column of a profile, with papermill.
 
 ``python -m signed_saliency.reproduce --profile quick [--only cifar10/cnn ...]`` (or
-``make reproduce PROFILE=quick``) executes ``notebooks/01_train`` … ``04_appendix`` for each
-model × dataset column in order, writing executed notebooks to ``build/<profile>/<column>/``
+``make reproduce PROFILE=quick``) executes ``notebooks/01_train`` … ``04_appendix`` (the paper),
+``06_sanity_checks`` and ``07_beyond_deletion`` (beyond it) for each model × dataset column in order
+(``--notebooks`` runs some of them), writing executed notebooks to ``build/<profile>/<column>/``
 and figures, result records and tables to ``figures/<profile>/``. Notebooks reuse finished
 checkpoints and cached curves, so a rerun with nothing changed redoes no training. Each
 executed notebook is written to a temporary file and renamed only when it succeeded; the
@@ -31,10 +32,10 @@ from signed_saliency import __version__, paths
 from signed_saliency.io import atomic_path
 from signed_saliency.models import MissingWeightsError, build
 from signed_saliency.profiles import PROFILES, Column, get_profile
-from signed_saliency.tables import assemble, write_record, write_summary
+from signed_saliency.tables import assemble, read_record, write_record, write_summary
 from signed_saliency.training import describe_device
 
-NOTEBOOKS = ("01_train", "02_qualitative", "03_quantitative", "04_appendix")
+NOTEBOOKS = ("01_train", "02_qualitative", "03_quantitative", "04_appendix", "06_sanity_checks", "07_beyond_deletion")
 
 
 class NotebookFailed(RuntimeError):
@@ -60,9 +61,14 @@ def run(
     build_dir: str | Path | None = None,
     device: str = "auto",
     progress: bool = True,
+    notebooks: list[str] | None = None,
 ) -> RunReport:
-    """Run the chain for ``profile`` (optionally only some columns); return what ran and where."""
+    """Run the chain for ``profile`` (optionally only some columns and notebooks); return what ran and where."""
     chosen = get_profile(profile)
+    notebooks = list(NOTEBOOKS) if not notebooks else notebooks
+    unknown = [n for n in notebooks if n not in NOTEBOOKS]
+    if unknown:
+        raise ValueError(f"unknown notebooks {unknown}: the chain has {list(NOTEBOOKS)}")
     columns = chosen.select(only)
     figures = Path(figures_dir) if figures_dir else paths.FIGURES_DIR / profile
     build = Path(build_dir) if build_dir else paths.BUILD_DIR / profile
@@ -78,29 +84,42 @@ def run(
 
     from tqdm.auto import tqdm
 
-    steps = tqdm(total=len(runnable) * len(NOTEBOOKS), desc=f"reproduce {profile}", unit="notebook",
+    steps = tqdm(total=len(runnable) * len(notebooks), desc=f"reproduce {profile}", unit="notebook",
                  disable=not progress)  # fmt: skip
     for column in runnable:
-        started = time.perf_counter()
-        for notebook in NOTEBOOKS:
+        seconds = {}
+        for notebook in notebooks:
             steps.set_postfix_str(f"{column.label} · {notebook}")
             parameters = {**column.parameters(), "profile": profile, "seed": chosen.seed, "device": device,
                           "figures_dir": str(figures), "cache_dir": str(build / "cache")}  # fmt: skip
+            started = time.perf_counter()
             execute(notebook, build / column.id / f"{notebook}.ipynb", parameters)
+            seconds[notebook] = time.perf_counter() - started
             steps.update()
-        report.seconds[column.id] = time.perf_counter() - started
+        report.seconds[column.id] = sum(seconds.values())
         report.ran.append(column.label)
-        write_record(figures, "run", column.id, run_record(report.seconds[column.id], device))
+        previous = read_record(figures, "run", column.id)
+        write_record(figures, "run", column.id, run_record(seconds, device, previous))
     steps.close()
     report.outputs = write_tables(profile, figures)
     return report
 
 
-def run_record(seconds: float, device: str = "auto") -> dict:
-    """Where and with what a column ran: wall time, device, torch and library versions, commit."""
+def run_record(notebook_seconds: dict[str, float], device: str = "auto", previous: dict | None = None) -> dict:
+    """Where and with what a column ran: wall time per notebook and in all, device, torch and library
+    versions, commit. Notebooks run earlier (``previous``) and not rerun now keep their entries."""
     import torch
 
-    return {"wall_seconds": round(seconds, 1), "device": describe_device(device), "torch": torch.__version__,
+    here = describe_device(device)
+    previous = previous or {}
+    notebooks = dict(previous.get("notebooks", {}))
+    if not notebooks and "wall_seconds" in previous:  # a record from before per-notebook times: the paper's chain
+        notebooks[f"{NOTEBOOKS[0]}-{NOTEBOOKS[3]}"] = {"seconds": previous["wall_seconds"],
+                                                      "device": previous.get("device", "unknown")}  # fmt: skip
+    notebooks.update({name: {"seconds": round(t, 1), "device": here} for name, t in notebook_seconds.items()})
+    devices = list(dict.fromkeys(entry["device"] for entry in notebooks.values()))
+    return {"wall_seconds": round(sum(entry["seconds"] for entry in notebooks.values()), 1),
+            "device": " and ".join(devices), "notebooks": dict(sorted(notebooks.items())), "torch": torch.__version__,
             "signed_saliency": __version__, "commit": _commit(), "python": platform.python_version(),
             "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}  # fmt: skip
 
@@ -180,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the notebook chain for a profile with papermill.")
     parser.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     parser.add_argument("--only", nargs="*", default=None, help="columns to run, e.g. cifar10/cnn imagenette/cnn")
+    parser.add_argument("--notebooks", nargs="*", default=None, help=f"some of {', '.join(NOTEBOOKS)} (default all)")
     parser.add_argument("--figures-dir", default=None, help="default figures/<profile>/")
     parser.add_argument("--build-dir", default=None, help="default build/<profile>/")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda")
@@ -208,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             datasets = sorted({column.dataset for column in get_profile(args.profile).select(args.only)})
             materialize(args.archives, datasets)
         report = run(args.profile, args.only, figures_dir=args.figures_dir, build_dir=args.build_dir,
-                     device=args.device)  # fmt: skip
+                     device=args.device, notebooks=args.notebooks)  # fmt: skip
     except (NotebookFailed, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

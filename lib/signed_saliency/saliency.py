@@ -3,8 +3,9 @@
 ``saliency_maps(model, images, methods, target)`` returns raw per-pixel maps (B, H, W).
 Original, positive and negative need only the target's gradient (one forward, one
 backward). Active and inactive compare the target's gradient with every other class's at
-each pixel-channel, so ``class_gradients`` gets all classes' gradients from one forward and
-one batched (vmapped) backward over the classes, never a Python loop over classes. Images
+each pixel-channel, so ``class_gradients`` gets all classes' gradients from one forward,
+never a fresh forward per class: by one class-batched (vmapped) backward or by one backward
+per class through the same graph, whichever measured faster for the device and image size. Images
 are processed in chunks sized so the class-batched backward stays within memory.
 ``scale_for_display`` is the per-image min–max scaling used only for pictures.
 """
@@ -63,15 +64,33 @@ def saliency_maps(
     return {m: torch.cat([p[m] for p in parts]) for m in methods}
 
 
-def class_gradients(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (B, C) and every class's input gradient (B, C, K, H, W), in one batched backward.
+def class_gradients(
+    model: nn.Module, images: torch.Tensor, strategy: str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (B, C) and every class's input gradient (B, C, K, H, W), from one forward.
 
-    The model is used as it is (call ``model.eval()`` first for per-image results).
+    ``strategy``: ``"batched"`` runs one class-batched (vmapped) backward; ``"sequential"`` runs
+    one plain backward per class through the same forward graph; both give the same values.
+    ``"auto"`` takes what measured faster (benchmarks/results.md): sequential on the CPU, where
+    batched took 1.26× (CNN, 32 px) to 1.55× (ResNet-18, 224 px) as long; on a GPU, batched for
+    small images (0.46× the time for the CNN and 0.60× for ResNet-18 at 32 px on an H100) and
+    sequential from 128×128 pixels up (batched took 1.17× as long for ResNet-18 at 224 px).
+    The model is used as it is (call ``model.eval()`` first).
     """
+    if strategy not in ("auto", "batched", "sequential"):
+        raise ValueError(f"strategy must be 'auto', 'batched' or 'sequential', got {strategy!r}")
+    if strategy == "auto":
+        small = images.shape[-2] * images.shape[-1] < 128 * 128
+        strategy = "batched" if images.device.type != "cpu" and small else "sequential"
     x = images.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = _logits(model, x)
         batch, classes = logits.shape
+        if strategy == "sequential":
+            grads = torch.stack([
+                torch.autograd.grad(logits[:, c].sum(), x, retain_graph=c < classes - 1)[0] for c in range(classes)
+            ], dim=1)  # fmt: skip
+            return logits.detach(), grads
         one_hot = torch.eye(classes, dtype=logits.dtype, device=logits.device)
         grad_outputs = one_hot[:, None, :].expand(classes, batch, classes)
         try:
@@ -80,7 +99,7 @@ def class_gradients(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tenso
         except RuntimeError:
             # Some operators have no vmap rule for their backward: fall back to one backward
             # over the batch replicated once per class (same values, more memory).
-            grads = _replicated_class_gradients(model, images, classes)
+            grads = replicated_class_gradients(model, images, classes)[1]
     return logits.detach(), grads
 
 
@@ -152,12 +171,16 @@ def _beats_every_other_class(all_grads: torch.Tensor, target: torch.Tensor, meth
     return target_grad < others
 
 
-def _replicated_class_gradients(model, images, classes) -> torch.Tensor:
+def replicated_class_gradients(model, images, classes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (B, C) and all classes' gradients from one plain backward over the batch repeated
+    once per class: more memory than the vmapped backward, but any autograd rule (a hook, a
+    custom Function) applies to it unchanged."""
     batch = images.shape[0]
     x = images.detach().repeat(classes, 1, 1, 1).requires_grad_(True)
-    logits = model(x).view(classes, batch, classes)
-    (grads,) = torch.autograd.grad(logits.diagonal(dim1=0, dim2=2).sum(), x)
-    return grads.view(classes, batch, *images.shape[1:]).transpose(0, 1)
+    with torch.enable_grad():
+        logits = model(x).view(classes, batch, classes)
+        (grads,) = torch.autograd.grad(logits.diagonal(dim1=0, dim2=2).sum(), x)
+    return logits[0].detach(), grads.view(classes, batch, *images.shape[1:]).transpose(0, 1)
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

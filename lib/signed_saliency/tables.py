@@ -18,8 +18,11 @@ import json
 import math
 from pathlib import Path
 
+from signed_saliency.attribution import ATTRIBUTIONS, RELU_RULES
+from signed_saliency.evaluation import BEYOND_FILLS
 from signed_saliency.io import atomic_write_text
 from signed_saliency.profiles import Profile
+from signed_saliency.saliency import METHODS
 
 # The paper's published values (Tables 1–3), keyed by column id.
 PAPER_ACCURACY = {
@@ -43,7 +46,13 @@ TABLES = {
     "table2_black_deletion_auc": "Table 2: AUC of black-deletion allegiance curves (test split; lower is better)",
     "table3_white_deletion_auc": "Table 3: AUC of white-deletion allegiance curves (test split; lower is better)",
     "tableB_train_deletion_auc": "Appendix B: AUC of deletion curves on the train split (lower is better)",
+    "tableS_sanity_checks": "Sanity checks: class sensitivity (Spearman of the highest- vs lowest-class maps) and "
+    "Spearman with the trained maps once every layer is re-initialised (lower = passes)",
+    "tableD_beyond_deletion_auc": "Deletion AUC of every attribution method, map kind and fill (lower is better)",
 }
+# Thresholds of the verdicts written into the README (the numbers themselves are in the tables).
+IGNORES_CLASS = 0.9  # mean Spearman(highest-class map, lowest-class map) at or above: the map ignores the class
+SURVIVES_RANDOMIZATION = 0.5  # mean Spearman with the trained maps after re-initialising every layer
 
 
 def results_dir(figures_dir: str | Path) -> Path:
@@ -99,12 +108,146 @@ def table_rows(profile: Profile, figures_dir: str | Path) -> dict[str, tuple[lis
     ]
     black = ("black/original", "black/positive", "black/active")
     white = ("white/original", "white/negative", "white/inactive")
+    sanity = [read_record(figures_dir, "sanity", c.id) for c in columns]
+    beyond = [read_record(figures_dir, "beyond", c.id) for c in columns]
+    sanity_rows, beyond_rows = [], []
+    for method, kind in _keys(sanity, lambda r: [(m, k) for m, v in r["class_sensitivity"].items() for k in v]):
+        cells = value(sanity, lambda r, m=method, k=kind: r["class_sensitivity"].get(m, {}).get(k))
+        sanity_rows.append([f"{method}/{kind} class sensitivity", *cells])
+    for method, kind in _keys(
+        sanity, lambda r: [(m, k) for m, v in r["randomization"].items() for k in v[-1]["spearman"]]
+    ):
+        sanity_rows.append([f"{method}/{kind} randomised",
+                            *value(sanity, lambda r, m=method, k=kind: final_randomization(r, m, k))])  # fmt: skip
+    for key in _keys(beyond, lambda r: list(r["curves"])):
+        beyond_rows.append([key, *value(beyond, lambda r, k=key: r["curves"].get(k, {}).get("auc"))])
     return {
         "table1_test_accuracy": (header, table1),
         "table2_black_deletion_auc": (header, auc_rows("deletion_test", black, True)),
         "table3_white_deletion_auc": (header, auc_rows("deletion_test", white, True)),
         "tableB_train_deletion_auc": (header, auc_rows("deletion_train", black + white, False)),
+        "tableS_sanity_checks": (header, [*sanity_rows, ["images", *value(sanity, lambda r: r["images"])]]),
+        "tableD_beyond_deletion_auc": (header, [*beyond_rows, ["images", *value(beyond, lambda r: r["images"])]]),
     }
+
+
+def _keys(records, keys_of) -> list:
+    """The union of every record's keys, in first-seen order."""
+    return list(dict.fromkeys(k for r in records if r is not None for k in keys_of(r)))
+
+
+def _ordered(names, canonical) -> list:
+    """``names`` in the order of ``canonical`` (records are written with sorted keys), unknown ones last."""
+    rank = {name: i for i, name in enumerate(canonical)}
+    return sorted(dict.fromkeys(names), key=lambda name: (rank.get(name, len(rank)), name))
+
+
+def final_randomization(record: dict, method: str, kind: str) -> float | None:
+    """Mean Spearman with the trained maps once every layer is re-initialised (None if not computed)."""
+    steps = record["randomization"].get(method)
+    return steps[-1]["spearman"].get(kind) if steps else None
+
+
+def sanity_lines(record: dict) -> list[str]:
+    """What the sanity checks say, per method, in words and numbers, from a ``sanity`` record."""
+    lines = []
+    for method in _ordered(record["class_sensitivity"], ATTRIBUTIONS):
+        sensitivity = {k: record["class_sensitivity"][method][k] for k in _ordered(record["class_sensitivity"][method],
+                                                                                   METHODS)}  # fmt: skip
+        ignoring = [k for k, v in sensitivity.items() if _cell(v) and v >= IGNORES_CLASS]
+        surviving = [k for k in sensitivity if (final_randomization(record, method, k) or 0) >= SURVIVES_RANDOMIZATION]
+        numbers = ", ".join(f"{k} {_cell(v, 2) or 'n/a'}/{_cell(final_randomization(record, method, k), 2) or 'n/a'}"
+                            for k, v in sensitivity.items())  # fmt: skip
+        verdict = []
+        verdict.append(f"ignore the class: {', '.join(ignoring)}" if ignoring else "every kind depends on the class")
+        verdict.append(f"survive randomisation: {', '.join(surviving)}" if surviving else "every kind changes "
+                       "under randomisation")  # fmt: skip
+        lines.append(f"- {method} (class sensitivity / randomised Spearman: {numbers}): {'; '.join(verdict)}.")
+    for method, reason in record.get("not_applicable", {}).items():
+        lines.append(f"- {method}: not applicable: {reason}.")
+    return lines
+
+
+def verdict_lines(sanity: dict | None, beyond: dict | None) -> list[str]:
+    """The answers in one place: do the paper's positive and active maps pass both checks, what goes
+    against the related work's expectations, and does graded deletion support the paper's conjecture."""
+    lines = []
+    if sanity and "gradient" in sanity["class_sensitivity"]:
+        for kind in ("positive", "active"):
+            sensitivity = sanity["class_sensitivity"]["gradient"].get(kind)
+            randomized = final_randomization(sanity, "gradient", kind)
+            passes = (sensitivity is not None and sensitivity < IGNORES_CLASS
+                      and randomized is not None and randomized < SURVIVES_RANDOMIZATION)  # fmt: skip
+            verdict = "passes" if passes else "**fails**"
+            lines.append(f"- The paper's {kind} map (plain gradient) {verdict} both checks: "
+                         f"class sensitivity {_cell(sensitivity, 2) or 'n/a'}, Spearman {_cell(randomized, 2) or 'n/a'}"
+                         " with the trained maps after full randomisation.")  # fmt: skip
+    if sanity:
+        against = []
+        for method in _ordered(sanity["class_sensitivity"], ATTRIBUTIONS):
+            for kind in ("original", "positive"):
+                sensitivity = sanity["class_sensitivity"][method].get(kind)
+                randomized = final_randomization(sanity, method, kind)
+                ignores = sensitivity is not None and sensitivity >= IGNORES_CLASS
+                survives = randomized is not None and randomized >= SURVIVES_RANDOMIZATION
+                if method in RELU_RULES and not (ignores and survives):
+                    what = [w for w, bad in (("depends on the class", not ignores),
+                                             ("changes under randomisation", not survives)) if bad]  # fmt: skip
+                    against.append(f"{method} {kind} {' and '.join(what)}, although expected not to")
+                elif method not in RELU_RULES and (ignores or survives):
+                    what = [w for w, bad in (("ignores the class", ignores), ("survives randomisation", survives))
+                            if bad]  # fmt: skip
+                    against.append(f"{method} {kind} {' and '.join(what)}, although expected not to")
+        lines.append("- Against the related work's expectations: " + ("; ".join(against) if against else "nothing")
+                     + ".")  # fmt: skip
+    if beyond and any(k.startswith("gradient/") for k in beyond["curves"]):
+        curves = beyond["curves"]
+        for signed, active, extreme, mild in (("positive", "active", "black", "darker:0.5"),
+                                              ("negative", "inactive", "white", "brighter:0.5")):  # fmt: skip
+            if f"gradient/{mild}/{signed}" not in curves:
+                continue
+            gaps = [curves[f"gradient/{fill}/{signed}"]["auc"] - curves[f"gradient/{fill}/{active}"]["auc"]
+                    for fill in (extreme, mild)]  # fmt: skip
+            supported = gaps[1] > gaps[0]  # the signed map's advantage shrinks (or reverses) with a milder fill
+            lines.append(f"- The paper's conjecture, plain gradient, {signed} vs {active}: AUC gap {gaps[0]:+.3f} with "
+                         f"{extreme}, {gaps[1]:+.3f} with {mild}: "
+                         + ("supported (the gap moves towards the active-type map)" if supported
+                            else "**not supported** (the gap moves towards the signed map)") + ".")  # fmt: skip
+    return lines
+
+
+def beyond_lines(record: dict) -> list[str]:
+    """Which map kind deletes best (lowest AUC) per method and fill, from a ``beyond`` record."""
+    curves = record["curves"]
+    methods = _ordered((k.split("/")[0] for k in curves), ATTRIBUTIONS)
+    fills = _ordered((k.split("/")[1] for k in curves), BEYOND_FILLS)
+    lines = []
+    for method in methods:
+        winners = []
+        for fill in fills:
+            aucs = {k.split("/")[2]: c["auc"] for k, c in curves.items() if k.startswith(f"{method}/{fill}/")}
+            best = min(aucs, key=aucs.get)
+            winners.append(f"{fill}: {best} ({aucs[best]:.3f}; original {aucs['original']:.3f})")
+        lines.append(f"- {method}: " + "; ".join(winners) + ".")
+    return lines
+
+
+def conjecture_lines(record: dict) -> list[str]:
+    """The paper's conjecture: black/white extremes favour positive/negative maps over active/inactive ones,
+    so the gap should narrow or reverse for milder (graded) fills. Gaps are AUC(signed) − AUC(active-type)."""
+    curves = record["curves"]
+    fills = _ordered((k.split("/")[1] for k in curves), BEYOND_FILLS)
+    families = (("positive", "active", [f for f in fills if f == "black" or f.startswith("darker")]),
+                ("negative", "inactive", [f for f in fills if f == "white" or f.startswith("brighter")]))  # fmt: skip
+    lines = []
+    for method in _ordered((k.split("/")[0] for k in curves), ATTRIBUTIONS):
+        parts = []
+        for signed, active, family in families:
+            gaps = [(fill, curves[f"{method}/{fill}/{signed}"]["auc"] - curves[f"{method}/{fill}/{active}"]["auc"])
+                    for fill in family]  # fmt: skip
+            parts.append(f"{signed} − {active}: " + ", ".join(f"{fill} {gap:+.3f}" for fill, gap in gaps))
+        lines.append(f"- {method}: " + "; ".join(parts) + ".")
+    return lines
 
 
 def assemble(profile: Profile, figures_dir: str | Path) -> list[Path]:
@@ -119,8 +262,8 @@ def assemble(profile: Profile, figures_dir: str | Path) -> list[Path]:
 
 
 def _cell(value, digits: int = 3) -> str:
-    if value is None:
-        return ""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""  # no value, e.g. no rank correlation for a constant map
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
@@ -193,6 +336,10 @@ def write_summary(profile: Profile, figures_dir: str | Path) -> Path:
         lines += _directions(done, records)
     for column in profile.columns:
         lines += _column_section(column, records[column.id])
+    beyond = [(c, read_record(figures_dir, "sanity", c.id), read_record(figures_dir, "beyond", c.id))
+              for c in profile.columns]  # fmt: skip
+    if any(sanity or curves for _, sanity, curves in beyond):
+        lines += _beyond_section(beyond)
     lines += ["## Files", "", "- `tables/`: Tables 1–3 and Appendix B's AUC table as CSV, Markdown and LaTeX."]
     lines += [f"- `{p.name}`" for p in sorted(figures_dir.glob("*.png"))]
     return atomic_write_text(figures_dir / "README.md", "\n".join(lines) + "\n")
@@ -268,6 +415,36 @@ def _directions(columns, records) -> list[str]:
     return [*lines, ""]
 
 
+def _beyond_section(beyond) -> list[str]:
+    lines = [
+        "## Beyond the paper: sanity checks, other attribution methods, graded deletion",
+        "",
+        "Notebooks 06 and 07. The related work (Khakzar et al., `../shared/papers/positive-gradient-sanity-checks.md`;"
+        " Adebayo et al. 2018) expects methods that propagate only positive gradient information (Guided "
+        "Backpropagation, RectGrad) to ignore the class and to survive the re-initialisation of the model's "
+        "weights, and the plain gradient to do neither. The question here is whether the paper's positive and "
+        f"active maps behave like the plain gradient or like those. A kind is said to ignore the class when the "
+        f"mean Spearman correlation of its highest- and lowest-logit class maps is at least {IGNORES_CLASS}, and to "
+        f"survive randomisation when its maps keep a mean Spearman correlation of at least {SURVIVES_RANDOMIZATION}"
+        " with the trained model's once every Conv2d and Linear layer is re-initialised (the numbers are in "
+        "`tables/tableS_sanity_checks.*`).",
+        "",
+    ]
+    for column, sanity, curves in beyond:
+        if not (sanity or curves):
+            continue
+        lines += [f"### {column.label}", "", *verdict_lines(sanity, curves), ""]
+        if sanity:
+            lines += [f"Sanity checks on {sanity['images']} test images:", "", *sanity_lines(sanity), ""]
+        if curves:
+            lines += [f"Best map kind (lowest deletion AUC) per method and fill, on {curves['images']} test images:",
+                      "", *beyond_lines(curves), "",
+                      "The paper's conjecture that black and white extremes favour positive/negative over "
+                      "active/inactive maps, as AUC gaps (negative: the signed map deletes better), from the "
+                      "extreme fill to the mildest:", "", *conjecture_lines(curves), ""]  # fmt: skip
+    return lines
+
+
 def _column_section(column, records) -> list[str]:
     train, test, run = records["train"], records["deletion_test"], records["run"]
     lines = [f"## {column.label}", ""]
@@ -308,6 +485,9 @@ def _column_section(column, records) -> list[str]:
                                                          ("commit", "commit")) if key in run]  # fmt: skip
         lines.append(f"- Wall time of this column's notebooks in the last run: {run['wall_seconds']:.0f} s, "
                      + ", ".join(facts) + ".")  # fmt: skip
+        if len(run.get("notebooks", {})) > 1:
+            lines.append("- Per notebook: " + ", ".join(f"{name} {entry['seconds']:.0f} s ({entry['device']})"
+                                                        for name, entry in run["notebooks"].items()) + ".")  # fmt: skip
     return [*lines, ""]
 
 

@@ -1,0 +1,155 @@
+"""The six deletion curves of one model: ours against Quantus' PixelFlipping and the floor.
+
+Ours: ``signed_saliency.deletion.deletion_curve`` for the paper's six curves (original,
+positive, active with black; original, negative, inactive with white) at the 13 fractions,
+the original predictions computed once and shared. Quantus: ``PixelFlipping`` per curve,
+configured as close to the same work as it allows: baseline 0.0 (black) or 1.0 (white),
+the map repeated over the channels so that a pixel's channels go together,
+``features_in_step`` set so that it takes 12 steps (as many as our non-zero fractions; it
+must divide H·W, so a step is 1/12 of the pixel-channels, not always whole pixels), no
+normalisation, no absolute value, the whole batch per call. What still differs: its steps
+are uniform and reach 100 % of the pixels (ours stop at 90 % and never delete zero-valued
+pixels), it evaluates every step even when nothing new was deleted, it records the softmax
+probability of the predicted class rather than agreement with it, and it converts to and
+from NumPy at every step.
+The floor: bare eager fp32 forward passes over exactly as many altered images as our
+curves evaluate, in the same batches and with the same settings as ours (inference mode,
+channels-last), with the inputs made in advance. ``floor_variants`` measures what each way
+of lowering the floor gains against plain ``no_grad`` contiguous forwards: ``inference_mode``,
+channels-last memory, the originals shared by the six curves, and bfloat16 (which the
+library would take only if the curves stayed identical).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import torch
+
+from benchmarks.timing import median_seconds
+from signed_saliency.deletion import FRACTIONS, channels_last, deletion_curve, deletion_masks, forward_batch, predict
+from signed_saliency.evaluation import PAPER_CURVES
+from signed_saliency.saliency import METHODS, saliency_maps
+
+
+def ours(model, images, maps, original=None):
+    original = predict(model, images) if original is None else original
+    return {f"{fill}/{method}": deletion_curve(model, images, maps[method], fill, original_predictions=original)
+            for fill, method in PAPER_CURVES}  # fmt: skip
+
+
+def quantus_curves(model, images, maps, device):
+    import quantus
+
+    x = images.cpu().numpy()
+    y = predict(model, images).cpu().numpy()
+    channels, height, width = x.shape[1:]
+    # Quantus needs a step that divides H·W; H·W/4 of the 3·H·W pixel-channels gives 12 steps, as many
+    # as our non-zero fractions.
+    steps = len(FRACTIONS) - 1
+    step = channels * height * width // steps
+    if (height * width) % step:
+        raise ValueError(f"Quantus cannot take {steps} equal steps over {channels}×{height}×{width} images")
+    out = {}
+    for fill, method in PAPER_CURVES:
+        metric = quantus.PixelFlipping(features_in_step=step, perturb_baseline=0.0 if fill == "black" else 1.0,
+                                       normalise=False, abs=False, disable_warnings=True)  # fmt: skip
+        a = np.repeat(maps[method].cpu().numpy()[:, None], channels, axis=1)
+        out[f"{fill}/{method}"] = metric(model=model, x_batch=x, y_batch=y, a_batch=a, device=str(device),
+                                         batch_size=len(x))  # fmt: skip
+    return out
+
+
+def forwards_needed(maps) -> int:
+    """Altered images our curves evaluate: one per image and fraction whose deletion set grows."""
+    total = 0
+    for _, method in PAPER_CURVES:
+        counts = deletion_masks(maps[method]).flatten(2).sum(dim=2)
+        total += int(torch.cat([counts[:1] > 0, counts[1:] > counts[:-1]]).sum())
+    return total
+
+
+def bare_forwards(model, inputs, count, mode=torch.no_grad, dtype=None, last=False):
+    """``count`` forward passes in batches of ``len(inputs)``, cycling over the prepared ``inputs``."""
+    batch = len(inputs)
+    if last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    with channels_last(model, inputs) if last else contextlib.nullcontext(), mode():
+        with torch.autocast(inputs.device.type, dtype=dtype, enabled=dtype is not None):
+            for start in range(0, count, batch):
+                model(inputs[: min(batch, count - start)]).argmax(1)
+
+
+def _inputs(images, count):
+    """One batch of the size our curves use, made of the images themselves."""
+    batch = min(forward_batch(images), count)
+    return images.repeat(math.ceil(batch / len(images)), 1, 1, 1)[:batch]
+
+
+def run(model, images, name: str, device, repeats: int = 3) -> dict:
+    """One row: ours, Quantus and the floor for the six curves on ``images`` (float, on ``device``)."""
+    model = model.to(device).eval()
+    images = images.to(device)
+    maps = saliency_maps(model, images, methods=METHODS)
+    count = len(images) + forwards_needed(maps)
+    inputs = _inputs(images, count)
+    seconds = {
+        "ours": median_seconds(lambda: ours(model, images, maps), repeats, device=device),
+        "quantus": median_seconds(lambda: quantus_curves(model, images, maps, device), repeats, device=device),
+        "floor": median_seconds(
+            lambda: bare_forwards(model, inputs, count, torch.inference_mode, last=True), repeats, device=device
+        ),
+    }
+    return {"what": f"six deletion curves, {name}", "batch": len(images), **seconds, "forwards": count,
+            "forwards_naive": len(images) * len(PAPER_CURVES) * len(FRACTIONS)}  # fmt: skip
+
+
+def floor_variants(model, images, name: str, device, repeats: int = 3) -> list[dict]:
+    """Each way of lowering the floor, timed alone against the plain floor, and whether the curves stay identical."""
+    model = model.to(device).eval()
+    images = images.to(device)
+    maps = saliency_maps(model, images, methods=METHODS)
+    count = len(images) + forwards_needed(maps)
+    inputs = _inputs(images, count)
+    reference = {k: c.allegiance for k, c in ours(model, images, maps).items()}
+
+    def timed(function):
+        return median_seconds(function, repeats, device=device)
+
+    plain = timed(lambda: bare_forwards(model, inputs, count))
+    rows = [{"what": f"floor, {name}: plain (no_grad, fp32, contiguous)", "seconds": plain, "gain": 1.0,
+             "identical": True}]  # fmt: skip
+    inference = timed(lambda: bare_forwards(model, inputs, count, torch.inference_mode))
+    rows.append({"what": "inference_mode instead of no_grad", "seconds": inference, "gain": plain / inference,
+                 "identical": True})  # fmt: skip
+    last = timed(lambda: bare_forwards(model, inputs, count, last=True))
+    with torch.no_grad():  # the same curves from contiguous forwards: the library's channels-last switched off
+        contiguous = ours_contiguous(model, images, maps)
+    rows.append({"what": "channels-last memory", "seconds": last, "gain": plain / last,
+                 "identical": _same_curves(reference, contiguous)})  # fmt: skip
+    unshared = count + (len(PAPER_CURVES) - 1) * len(images)
+    per_curve = timed(lambda: bare_forwards(model, inputs, unshared))
+    rows.append({"what": f"originals shared by the six curves ({len(PAPER_CURVES) - 1} × {len(images)} forwards saved)",
+                 "seconds": plain, "gain": per_curve / plain, "identical": True})  # fmt: skip
+    bf16 = timed(lambda: bare_forwards(model, inputs, count, dtype=torch.bfloat16))
+    with torch.autocast(images.device.type, dtype=torch.bfloat16):
+        same = _same_curves(reference, ours(model, images, maps))
+    rows.append({"what": "bfloat16 autocast", "seconds": bf16, "gain": plain / bf16, "identical": same})
+    return rows
+
+
+def ours_contiguous(model, images, maps):
+    """Our curves with channels-last switched off, to check that it changes nothing."""
+    from unittest import mock
+
+    import signed_saliency.deletion as library
+
+    with mock.patch.object(library, "channels_last", lambda m, x: contextlib.nullcontext()), \
+            mock.patch.object(library, "_memory_format", lambda batch: batch):  # fmt: skip
+        return ours(model, images, maps)
+
+
+def _same_curves(reference, curves) -> bool:
+    return all(torch.equal(reference[k], curves[k].allegiance) for k in reference)

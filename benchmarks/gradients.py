@@ -1,0 +1,84 @@
+"""Every class's input gradient for a batch: ours against a per-class loop and Captum.
+
+Active and inactive maps need the gradient of every class at every pixel-channel. Ours
+(``signed_saliency.saliency.class_gradients``) runs one forward, then on a GPU one
+class-batched backward of the input gradients, on the CPU one backward per class through
+that forward, which measured faster there (the row also shows the batched one's time). The
+authors' code runs a fresh forward and a ``.backward()`` per class in a Python loop, with the
+model's parameters requiring gradients as built, so every backward also computes the weights'
+gradients; the same loop asking for the input gradient alone is its best case. Captum users
+call ``Saliency(model).attribute(x, target=c, abs=False)`` once per class. The floor is one
+forward kept alive for C plain backward passes of the input gradient, the least eager fp32
+autograd can do. All give the same numbers (the row reports the largest absolute difference).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchmarks.timing import median_seconds
+from signed_saliency.models import build
+from signed_saliency.saliency import class_gradients
+
+
+def per_class_loop(model, images):
+    """The authors' way: for each class, a fresh forward and ``.backward()`` of that class's score."""
+    grads = []
+    for c in range(_classes(model, images)):
+        x = images.detach().clone().requires_grad_(True)
+        model(x)[:, c].sum().backward()
+        grads.append(x.grad)
+    model.zero_grad(set_to_none=True)
+    return torch.stack(grads, dim=1)
+
+
+def per_class_loop_input_only(model, images):
+    """The loop's best case: a fresh forward per class, differentiated for the input alone."""
+    grads = []
+    for c in range(_classes(model, images)):
+        x = images.detach().requires_grad_(True)
+        grads.append(torch.autograd.grad(model(x)[:, c].sum(), x)[0])
+    return torch.stack(grads, dim=1)
+
+
+def captum_per_class(model, images):
+    from captum.attr import Saliency
+
+    saliency = Saliency(model)
+    return torch.stack([saliency.attribute(images, target=c, abs=False) for c in range(_classes(model, images))], 1)
+
+
+def one_forward_c_backwards(model, images):
+    """The floor: one forward, then one plain backward per class through the same graph."""
+    x = images.detach().requires_grad_(True)
+    logits = model(x)
+    classes = logits.shape[1]
+    return torch.stack([
+        torch.autograd.grad(logits[:, c].sum(), x, retain_graph=c < classes - 1)[0] for c in range(classes)
+    ], 1)  # fmt: skip
+
+
+def ours(model, images):
+    return class_gradients(model, images)[1]
+
+
+def _classes(model, images) -> int:
+    with torch.no_grad():
+        return model(images[:1]).shape[1]
+
+
+def run(model_name: str, size: int, batch: int, device, repeats: int = 3, classes: int = 10) -> dict:
+    """One row: median seconds of ours, the loop, Captum and the floor, and the largest difference."""
+    device = torch.device(device)
+    torch.manual_seed(0)
+    model = build(model_name, num_classes=classes).to(device).eval()  # timing does not depend on the weights
+    images = torch.rand(batch, 3, size, size, device=device)
+    functions = {"ours": ours, "loop": per_class_loop, "loop_input_only": per_class_loop_input_only,
+                 "captum": captum_per_class, "floor": one_forward_c_backwards,
+                 "batched": lambda m, x: class_gradients(m, x, "batched")[1]}  # fmt: skip
+    results = {name: function(model, images) for name, function in functions.items()}
+    difference = max((results[name] - results["ours"]).abs().max().item() for name in functions)
+    seconds = {name: median_seconds(lambda f=function: f(model, images), repeats, device=device)
+               for name, function in functions.items()}  # fmt: skip
+    return {"what": f"all-class gradients, {model_name} {size}×{size}", "batch": batch, **seconds,
+            "max_abs_difference": difference, "scale": results["ours"].abs().max().item()}  # fmt: skip

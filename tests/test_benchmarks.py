@@ -1,0 +1,100 @@
+"""The benchmark code on tiny inputs, so that it cannot rot: every comparison runs and agrees.
+
+No timing is asserted (this machine's timings vary); what is checked is that each
+implementation computes the same thing as ours where it should, and that the report holds
+every row.
+"""
+
+import json
+
+import pytest
+import torch
+
+from benchmarks import deletion, gradients, report, training
+from signed_saliency.models import BasicCNN
+from signed_saliency.saliency import class_gradients
+
+
+def test_all_class_gradients_agree_across_implementations():
+    row = gradients.run("cnn", 32, 2, "cpu", repeats=1)
+    assert row["max_abs_difference"] < 1e-5 * max(row["scale"], 1)
+    assert all(row[k] > 0 for k in ("ours", "loop", "loop_input_only", "captum", "floor", "batched"))
+    torch.manual_seed(0)
+    model, images = BasicCNN().eval(), torch.rand(2, 3, 32, 32)
+    expected = class_gradients(model, images)[1]
+    for function in (
+        gradients.per_class_loop,
+        gradients.per_class_loop_input_only,
+        gradients.captum_per_class,
+        gradients.one_forward_c_backwards,
+    ):
+        torch.testing.assert_close(function(model, images), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_deletion_row_counts_the_forwards_our_curves_need():
+    torch.manual_seed(0)
+    model, images = BasicCNN().eval(), torch.rand(3, 3, 32, 32)
+    row = deletion.run(model, images, "tiny", "cpu", repeats=1)
+    assert row["forwards_naive"] == 3 * 6 * 13
+    assert 3 < row["forwards"] <= 3 + 3 * 6 * 12  # the originals once, then only new deletion sets
+    assert all(row[k] > 0 for k in ("ours", "quantus", "floor"))
+
+
+def test_quantus_pixel_flipping_is_configured_with_our_fills():
+    # After its 12th step Quantus has replaced every pixel-channel by the baseline: the image is all 0.0 (black)
+    # or all 1.0 (white), and its score is the predicted class's softmax probability on that image.
+    torch.manual_seed(0)
+    model, images = BasicCNN().eval(), torch.rand(2, 3, 32, 32)
+    maps = {m: torch.rand(2, 32, 32) for m in ("original", "positive", "negative", "active", "inactive")}
+    curves = deletion.quantus_curves(model, images, maps, "cpu")
+    assert set(curves) == {"black/original", "black/positive", "black/active", "white/original", "white/negative",
+                           "white/inactive"}  # fmt: skip
+    predicted = model(images).argmax(1)
+    with torch.no_grad():
+        for fill, value in (("black", 0.0), ("white", 1.0)):
+            scores = torch.tensor(curves[f"{fill}/original"])
+            assert scores.shape == (2, 12)
+            expected = model(torch.full_like(images, value)).softmax(1)[torch.arange(2), predicted]
+            torch.testing.assert_close(scores[:, -1], expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot take 12 equal steps"):
+        deletion.quantus_curves(model, torch.rand(1, 3, 5, 5), {m: torch.rand(1, 5, 5) for m in maps}, "cpu")
+
+
+def test_floor_variants_report_a_gain_and_whether_curves_stay_identical():
+    torch.manual_seed(0)
+    rows = deletion.floor_variants(BasicCNN().eval(), torch.rand(2, 3, 32, 32), "tiny", "cpu", repeats=1)
+    assert [r["what"].split(",")[0].split(" ")[0] for r in rows] == ["floor", "inference_mode", "channels-last",
+                                                                       "originals", "bfloat16"]  # fmt: skip
+    assert all(r["seconds"] > 0 and r["gain"] > 0 and isinstance(r["identical"], bool) for r in rows)
+
+
+@pytest.mark.data
+def test_training_throughput_and_frozen_backbone(data_root):
+    ours, load_seconds = training.ours_images_per_second(data_root, steps=2, batch=8, device="cpu")
+    reference = training.reference_images_per_second(data_root, steps=2, batch=8, device="cpu")
+    assert ours > 0 and reference > 0 and load_seconds >= 0
+    frozen = training.frozen_backbone(images=4, epochs=2, size=64, device="cpu", batch=2)
+    assert frozen["cached"] > 0 and frozen["through"] > 0
+
+
+def test_report_renders_every_row(tmp_path):
+    grad = {"what": "all-class gradients, cnn 32×32", "batch": 64, "ours": 0.1, "loop": 0.2, "captum": 0.25,
+            "loop_input_only": 0.15, "batched": 0.12,
+            "floor": 0.09, "max_abs_difference": 1e-7, "scale": 0.5}  # fmt: skip
+    dele = {"what": "six deletion curves, x", "batch": 256, "ours": 1.0, "quantus": 3.0, "floor": 0.9,
+            "forwards": 1000, "forwards_naive": 19968}  # fmt: skip
+    results = {"device": "CPU", "machine": "m", "date": "2026-11-22", "gradients": [grad], "deletion": [dele],
+               "floor": [{"what": "bfloat16 autocast", "seconds": 0.5, "gain": 1.8, "identical": False}],
+               "training": {"batch": 128, "steps": 50, "workers": 2, "ours": 3000.0, "reference": 1000.0,
+                            "load_seconds": 1.4, "frozen_size": 224, "frozen_images": 64, "frozen_epochs": 3,
+                            "cached": 2.0, "through": 6.0},
+               "end_to_end": {"smoke": {"seconds": 198.0, "how": "rerun now"}}}  # fmt: skip
+    report.save(results, "cpu", tmp_path)
+    assert json.loads((tmp_path / "results_cpu.json").read_text()) == results
+    text = report.render(tmp_path).read_text()
+    row = "| all-class gradients, cnn 32×32 vs per-class loop (authors') | 64 | 100 ms | 200 ms | 2.00× | 90.0 ms |"
+    assert row in text
+    assert "| six deletion curves, x | 256 | 1,000 ms | 3,000 ms | 3.00× | 900 ms | 1.11 | 1,000 (19,968) |" in text
+    assert "| bfloat16 autocast | 500 ms | 1.80× | **no** |" in text
+    assert "| 3,000 | 1,000 | 3.00× |" in text and "| 2,000 ms | 6,000 ms | 3.00× |" in text
+    assert "| `smoke` | 3.3 min | rerun now |" in text
