@@ -109,6 +109,7 @@ def deletion_curve(
     model.eval()
     try:
         with torch.inference_mode(), channels_last(model, images):
+            images = _memory_format(images)  # once, so that every altered batch gathered from it is channels-last
             if original_predictions is None:
                 original_predictions = predict(model, images, batch_size)
             elif original_predictions.shape != (images.shape[0],):

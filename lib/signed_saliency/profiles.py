@@ -7,7 +7,7 @@ values computes the same thing. ``paper`` is the exact protocol (PROTOCOL §2–
 full splits, all six columns); it needs a GPU to finish in reasonable time and ImageNet
 weights for the two pre-trained columns. ``quick`` keeps the four from-scratch columns
 with fewer epochs and image subsets so that the paper's qualitative conclusions can be
-checked on a 2-core CPU in about an hour; ``smoke`` touches every code path in minutes.
+checked on a 2-core CPU in about an hour and a half; ``smoke`` touches every code path in minutes.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ PROFILES = {
                 beyond_images=8,
             ),
         ),  # fmt: skip
-        "the four from-scratch columns with fewer epochs and image subsets, about an hour on a 2-core CPU",
+        "the four from-scratch columns with fewer epochs and image subsets, about 1.6 hours on a 2-core CPU",
     ),
     "paper": Profile(
         "paper",
