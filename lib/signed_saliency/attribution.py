@@ -24,11 +24,11 @@ import torch
 from torch import nn
 
 from signed_saliency.saliency import (
-    _CHUNK_ELEMENTS,
     CLASS_WIDE,
     METHODS,
     _check_images,
     _check_methods,
+    _chunk_size,
     _logits,
     _resolve_target,
     _target_slice,
@@ -115,17 +115,17 @@ def attribution_maps_for(
     kinds = _check_methods(kinds)
     _check_method(method)
     _check_images(images)
+    for target in targets:
+        if isinstance(target, str) and target not in ("highest", "lowest"):
+            raise ValueError(f"target must be None, 'highest', 'lowest', an int or a tensor; got {target!r}")
     was_training = model.training
     model.eval()
-    per_image = images[0].numel() * 10 * _copies(method, options)
-    chunk = max(1, min(len(images), _CHUNK_ELEMENTS // per_image))
+    chunk = _chunk_size(images, class_wide=True, copies=_copies(method, options))
     parts: list[list[dict[str, torch.Tensor]]] = [[] for _ in targets]
     try:
         for start in range(0, len(images), chunk):
             logits, attributions = class_attributions(model, images[start : start + chunk], method, **options)
             for maps, target in zip(parts, targets):
-                if isinstance(target, str) and target not in ("highest", "lowest"):
-                    raise ValueError(f"target must be None, 'highest', 'lowest', an int or a tensor; got {target!r}")
                 if target == "lowest":
                     index = logits.argmin(dim=1)
                 else:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from signed_saliency import paths
 from signed_saliency.attribution import RELU_RULES, attribution_maps_for
 from signed_saliency.data import TEST_SPLIT, ImageSet, load_dataset
-from signed_saliency.deletion import FRACTIONS, DeletionCurve
+from signed_saliency.deletion import FRACTIONS, DeletionCurve, predict
 from signed_saliency.evaluation import cached, method_curves, paper_curves, pick_examples
 from signed_saliency.plotting import plot_map_grid, save_figure
 from signed_saliency.profiles import Column
@@ -128,7 +128,7 @@ class Context:
         test = self.split("test")
         chosen = pick_examples(self.model, test, 1, self.seed, self.device).index.flatten()[:1]
         image = test.batch(chosen, self.device)
-        predicted = self.model(image).argmax(1)
+        predicted = predict(self.model, image)
         randomized = randomized_copy(self.model, seed=self.seed).eval()
         rows = {"class": ([], []), "randomized": ([], [])}
         for method in (m for m in methods if self.applies(m)):

@@ -219,10 +219,11 @@ def _target_slice(target, start: int, chunk: int, images: torch.Tensor):
     return target
 
 
-def _chunk_size(images: torch.Tensor, class_wide: bool, classes: int = 10) -> int:
+def _chunk_size(images: torch.Tensor, class_wide: bool, classes: int = 10, copies: int = 1) -> int:
     """Images per chunk; class-wide gradients hold one copy per class (sized for ten classes,
-    the datasets here: more classes only make chunks proportionally larger)."""
-    per_image = images[0].numel() * (classes if class_wide else 1)
+    the datasets here: more classes only make chunks proportionally larger), and methods that
+    batch ``copies`` inputs per image (SmoothGrad's samples, IG's steps) that many times more."""
+    per_image = images[0].numel() * (classes if class_wide else 1) * copies
     return max(1, min(images.shape[0], _CHUNK_ELEMENTS // per_image))
 
 

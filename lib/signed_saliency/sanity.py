@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from signed_saliency.attribution import attribution_maps_for
+from signed_saliency.deletion import predict
 from signed_saliency.saliency import METHODS, scale_for_display
 
 
@@ -75,10 +76,11 @@ def cascading_randomization(
     (trained,) = attribution_maps_for(model, images, method, kinds, (None,), **options)
     targets = _predicted(model, images)  # the trained model's prediction stays the explained class
     randomized = copy.deepcopy(model)
+    randomized_layers = randomizable_layers(randomized)
     every = 1 if max_steps is None else math.ceil(len(layers) / max_steps)
     steps = []
     for position in range(1, len(layers) + 1):
-        name = _reinitialize(randomized, position, seed)
+        name = _reinitialize(randomized_layers, position, seed)
         if position % every and position != len(layers):
             continue
         (maps,) = attribution_maps_for(randomized, images, method, kinds, (targets,), **options)
@@ -98,16 +100,14 @@ def randomized_copy(model: nn.Module, layers: int | None = None, seed: int = 0) 
     if not 0 <= layers <= total:
         raise ValueError(f"layers must be between 0 and {total}, got {layers}")
     randomized = copy.deepcopy(model)
+    randomized_layers = randomizable_layers(randomized)
     for position in range(1, layers + 1):
-        _reinitialize(randomized, position, seed)
+        _reinitialize(randomized_layers, position, seed)
     return randomized
 
 
-def _reinitialize(model: nn.Module, position: int, seed: int) -> str:
-    """Re-initialise the ``position``-th randomizable layer counted from the output; return its name."""
-    layers = randomizable_layers(model)
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no Conv2d or Linear layer to re-initialise")
+def _reinitialize(layers: list[tuple[str, nn.Module]], position: int, seed: int) -> str:
+    """Re-initialise the ``position``-th of ``layers`` counted from the output; return its name."""
     name, layer = layers[-position]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 1_000_003 + position)
@@ -166,12 +166,13 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, data_range: float = 
 
 
 def _predicted(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``deletion.predict`` in eval mode, the model handed back in the mode it came in."""
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        predicted = model(images).argmax(1)
-    model.train(was_training)
-    return predicted
+    try:
+        return predict(model, images)
+    finally:
+        model.train(was_training)
 
 
 def finite_mean(values: torch.Tensor) -> float | None:

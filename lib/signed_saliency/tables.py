@@ -148,14 +148,22 @@ def final_randomization(record: dict, method: str, kind: str) -> float | None:
     return steps[-1]["spearman"].get(kind) if steps else None
 
 
+def _ignores_class(sensitivity: float | None) -> bool:
+    return _cell(sensitivity) != "" and sensitivity >= IGNORES_CLASS
+
+
+def _survives(randomized: float | None) -> bool:
+    return _cell(randomized) != "" and randomized >= SURVIVES_RANDOMIZATION
+
+
 def sanity_lines(record: dict) -> list[str]:
     """What the sanity checks say, per method, in words and numbers, from a ``sanity`` record."""
     lines = []
     for method in _ordered(record["class_sensitivity"], ATTRIBUTIONS):
         sensitivity = {k: record["class_sensitivity"][method][k] for k in _ordered(record["class_sensitivity"][method],
                                                                                    METHODS)}  # fmt: skip
-        ignoring = [k for k, v in sensitivity.items() if _cell(v) and v >= IGNORES_CLASS]
-        surviving = [k for k in sensitivity if (final_randomization(record, method, k) or 0) >= SURVIVES_RANDOMIZATION]
+        ignoring = [k for k, v in sensitivity.items() if _ignores_class(v)]
+        surviving = [k for k in sensitivity if _survives(final_randomization(record, method, k))]
         numbers = ", ".join(f"{k} {_cell(v, 2) or 'n/a'}/{_cell(final_randomization(record, method, k), 2) or 'n/a'}"
                             for k, v in sensitivity.items())  # fmt: skip
         verdict = []
@@ -176,8 +184,8 @@ def verdict_lines(sanity: dict | None, beyond: dict | None) -> list[str]:
         for kind in ("positive", "active"):
             sensitivity = sanity["class_sensitivity"]["gradient"].get(kind)
             randomized = final_randomization(sanity, "gradient", kind)
-            passes = (sensitivity is not None and sensitivity < IGNORES_CLASS
-                      and randomized is not None and randomized < SURVIVES_RANDOMIZATION)  # fmt: skip
+            known = _cell(sensitivity) != "" and _cell(randomized) != ""
+            passes = known and not _ignores_class(sensitivity) and not _survives(randomized)
             verdict = "passes" if passes else "**fails**"
             lines.append(f"- The paper's {kind} map (plain gradient) {verdict} both checks: "
                          f"class sensitivity {_cell(sensitivity, 2) or 'n/a'}, Spearman {_cell(randomized, 2) or 'n/a'}"
@@ -188,8 +196,7 @@ def verdict_lines(sanity: dict | None, beyond: dict | None) -> list[str]:
             for kind in ("original", "positive"):
                 sensitivity = sanity["class_sensitivity"][method].get(kind)
                 randomized = final_randomization(sanity, method, kind)
-                ignores = sensitivity is not None and sensitivity >= IGNORES_CLASS
-                survives = randomized is not None and randomized >= SURVIVES_RANDOMIZATION
+                ignores, survives = _ignores_class(sensitivity), _survives(randomized)
                 if method in RELU_RULES and not (ignores and survives):
                     what = [w for w, bad in (("depends on the class", not ignores),
                                              ("changes under randomisation", not survives)) if bad]  # fmt: skip
