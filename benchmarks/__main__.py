@@ -20,17 +20,20 @@ from signed_saliency.training import TrainConfig, fit, resolve_device
 SECTIONS = ("gradients", "deletion", "training", "end_to_end")
 # Sizes per device kind: the CPU ones keep `make bench` to minutes on 2 cores.
 SIZES = {
-    "cpu": {"r18_224_batch": 16, "deletion_224_images": 8, "frozen_images": 64, "frozen_epochs": 3, "steps": 50},
+    "cpu": {"r18_224_batch": 64, "deletion_224_images": 8, "frozen_images": 64, "frozen_epochs": 3, "steps": 50},
     "cuda": {"r18_224_batch": 64, "deletion_224_images": 64, "frozen_images": 2048, "frozen_epochs": 5, "steps": 200},
 }
 
 
 def run_gradients(device, sizes, args) -> dict:
-    return {"gradients": [
-        gradients.run("cnn", 32, 64, device, args.repeats),
-        gradients.run("resnet18", 32, 64, device, args.repeats),
-        gradients.run("resnet18", 224, sizes["r18_224_batch"], device, args.repeats),
-    ]}  # fmt: skip
+    return {
+        "gradients": [
+            gradients.run("cnn", 32, 64, device, args.repeats),
+            gradients.run("resnet18", 32, 64, device, args.repeats),
+            gradients.run("resnet18", 224, sizes["r18_224_batch"], device, args.repeats),
+        ],
+        "gradient_floor": gradients.floor_variants("resnet18", 224, sizes["r18_224_batch"], device, args.repeats),
+    }
 
 
 def run_deletion(device, sizes, args) -> dict:

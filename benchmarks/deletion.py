@@ -28,10 +28,11 @@ import math
 import numpy as np
 import torch
 
-from benchmarks.timing import median_seconds
-from signed_saliency.deletion import FRACTIONS, channels_last, deletion_curve, deletion_masks, forward_batch, predict
+from benchmarks.timing import interleaved_medians
+from signed_saliency.deletion import FRACTIONS, deletion_curve, deletion_masks, predict
 from signed_saliency.evaluation import PAPER_CURVES
 from signed_saliency.saliency import METHODS, saliency_maps
+from signed_saliency.speed import channels_last, forward_batch
 
 
 def ours(model, images, maps, original=None):
@@ -95,13 +96,11 @@ def run(model, images, name: str, device, repeats: int = 3) -> dict:
     maps = saliency_maps(model, images, methods=METHODS)
     count = len(images) + forwards_needed(maps)
     inputs = _inputs(images, count)
-    seconds = {
-        "ours": median_seconds(lambda: ours(model, images, maps), repeats, device=device),
-        "quantus": median_seconds(lambda: quantus_curves(model, images, maps, device), repeats, device=device),
-        "floor": median_seconds(
-            lambda: bare_forwards(model, inputs, count, torch.inference_mode, last=True), repeats, device=device
-        ),
-    }
+    seconds = interleaved_medians({
+        "ours": lambda: ours(model, images, maps),
+        "quantus": lambda: quantus_curves(model, images, maps, device),
+        "floor": lambda: bare_forwards(model, inputs, count, torch.inference_mode, last=True),
+    }, repeats, device=device)  # fmt: skip
     return {"what": f"six deletion curves, {name}", "batch": len(images), **seconds, "forwards": count,
             "forwards_naive": len(images) * len(PAPER_CURVES) * len(FRACTIONS)}  # fmt: skip
 
@@ -114,29 +113,29 @@ def floor_variants(model, images, name: str, device, repeats: int = 3) -> list[d
     count = len(images) + forwards_needed(maps)
     inputs = _inputs(images, count)
     reference = {k: c.allegiance for k, c in ours(model, images, maps).items()}
-
-    def timed(function):
-        return median_seconds(function, repeats, device=device)
-
-    plain = timed(lambda: bare_forwards(model, inputs, count))
-    rows = [{"what": f"floor, {name}: plain (no_grad, fp32, contiguous)", "seconds": plain, "gain": 1.0,
-             "identical": True}]  # fmt: skip
-    inference = timed(lambda: bare_forwards(model, inputs, count, torch.inference_mode))
-    rows.append({"what": "inference_mode instead of no_grad", "seconds": inference, "gain": plain / inference,
-                 "identical": True})  # fmt: skip
-    last = timed(lambda: bare_forwards(model, inputs, count, last=True))
+    unshared = count + (len(PAPER_CURVES) - 1) * len(images)
+    seconds = interleaved_medians({
+        "plain": lambda: bare_forwards(model, inputs, count),
+        "inference": lambda: bare_forwards(model, inputs, count, torch.inference_mode),
+        "last": lambda: bare_forwards(model, inputs, count, last=True),
+        "per_curve": lambda: bare_forwards(model, inputs, unshared),
+        "bf16": lambda: bare_forwards(model, inputs, count, dtype=torch.bfloat16),
+    }, repeats, device=device)  # fmt: skip
+    plain = seconds["plain"]
     with torch.no_grad():  # the same curves from contiguous forwards: the library's channels-last switched off
         contiguous = ours_contiguous(model, images, maps)
-    rows.append({"what": "channels-last memory", "seconds": last, "gain": plain / last,
-                 "identical": _same_curves(reference, contiguous)})  # fmt: skip
-    unshared = count + (len(PAPER_CURVES) - 1) * len(images)
-    per_curve = timed(lambda: bare_forwards(model, inputs, unshared))
-    rows.append({"what": f"originals shared by the six curves ({len(PAPER_CURVES) - 1} × {len(images)} forwards saved)",
-                 "seconds": plain, "gain": per_curve / plain, "identical": True})  # fmt: skip
-    bf16 = timed(lambda: bare_forwards(model, inputs, count, dtype=torch.bfloat16))
     with torch.autocast(images.device.type, dtype=torch.bfloat16):
         same = _same_curves(reference, ours(model, images, maps))
-    rows.append({"what": "bfloat16 autocast", "seconds": bf16, "gain": plain / bf16, "identical": same})
+    rows = [
+        {"what": f"floor, {name}: plain (no_grad, fp32, contiguous)", "seconds": plain, "gain": 1.0, "identical": True},
+        {"what": "inference_mode instead of no_grad", "seconds": seconds["inference"],
+         "gain": plain / seconds["inference"], "identical": True},
+        {"what": "channels-last memory", "seconds": seconds["last"], "gain": plain / seconds["last"],
+         "identical": _same_curves(reference, contiguous)},
+        {"what": f"originals shared by the six curves ({len(PAPER_CURVES) - 1} × {len(images)} forwards saved)",
+         "seconds": plain, "gain": seconds["per_curve"] / plain, "identical": True},
+        {"what": "bfloat16 autocast", "seconds": seconds["bf16"], "gain": plain / seconds["bf16"], "identical": same},
+    ]  # fmt: skip
     return rows
 
 
@@ -147,7 +146,7 @@ def ours_contiguous(model, images, maps):
     import signed_saliency.deletion as library
 
     with mock.patch.object(library, "channels_last", lambda m, x: contextlib.nullcontext()), \
-            mock.patch.object(library, "_memory_format", lambda batch: batch):  # fmt: skip
+            mock.patch.object(library, "to_channels_last", lambda batch: batch):  # fmt: skip
         return ours(model, images, maps)
 
 

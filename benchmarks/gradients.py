@@ -9,16 +9,23 @@ model's parameters requiring gradients as built, so every backward also computes
 gradients; the same loop asking for the input gradient alone is its best case. Captum users
 call ``Saliency(model).attribute(x, target=c, abs=False)`` once per class. The floor is one
 forward kept alive for C plain backward passes of the input gradient, the least eager fp32
-autograd can do. All give the same numbers (the row reports the largest absolute difference).
+autograd can do, run with ours' settings (on the CPU: chunks of images), prepared in advance.
+All give the same numbers to fp32 rounding (the row reports the largest absolute difference).
+``floor_variants`` measures what each setting gains alone against the plain floor (the whole
+batch through the model as it is), with each one's distance from a float64 computation.
 """
 
 from __future__ import annotations
 
-import torch
+import copy
 
-from benchmarks.timing import median_seconds
+import torch
+from torch.fx.experimental.optimization import fuse
+
+from benchmarks.timing import interleaved_medians
 from signed_saliency.models import build
-from signed_saliency.saliency import class_gradients
+from signed_saliency.saliency import class_gradients, gradient_passes
+from signed_saliency.speed import forward_batch, to_channels_last
 
 
 def per_class_loop(model, images):
@@ -67,18 +74,61 @@ def _classes(model, images) -> int:
         return model(images[:1]).shape[1]
 
 
+def chunked_floor(model, chunks):
+    """The floor over prepared chunks of images."""
+    return torch.cat([one_forward_c_backwards(model, chunk) for chunk in chunks])
+
+
+def _model_and_images(model_name, size, batch, device, classes):
+    torch.manual_seed(0)
+    model = build(model_name, num_classes=classes).to(device).eval()  # timing does not depend on the weights
+    return model, torch.rand(batch, 3, size, size, device=device)
+
+
 def run(model_name: str, size: int, batch: int, device, repeats: int = 3, classes: int = 10) -> dict:
     """One row: median seconds of ours, the loop, Captum and the floor, and the largest difference."""
     device = torch.device(device)
-    torch.manual_seed(0)
-    model = build(model_name, num_classes=classes).to(device).eval()  # timing does not depend on the weights
-    images = torch.rand(batch, 3, size, size, device=device)
+    model, images = _model_and_images(model_name, size, batch, device, classes)
+    prepared, chunks = gradient_passes(model, images)  # made here, untimed, as ours finds them cached
     functions = {"ours": ours, "loop": per_class_loop, "loop_input_only": per_class_loop_input_only,
-                 "captum": captum_per_class, "floor": one_forward_c_backwards,
+                 "captum": captum_per_class, "floor": lambda m, x: chunked_floor(prepared, chunks),
                  "batched": lambda m, x: class_gradients(m, x, "batched")[1]}  # fmt: skip
     results = {name: function(model, images) for name, function in functions.items()}
     difference = max((results[name] - results["ours"]).abs().max().item() for name in functions)
-    seconds = {name: median_seconds(lambda f=function: f(model, images), repeats, device=device)
-               for name, function in functions.items()}  # fmt: skip
+    seconds = interleaved_medians({name: lambda f=function: f(model, images) for name, function in functions.items()},
+                                  repeats, device=device)  # fmt: skip
     return {"what": f"all-class gradients, {model_name} {size}×{size}", "batch": batch, **seconds,
             "max_abs_difference": difference, "scale": results["ours"].abs().max().item()}  # fmt: skip
+
+
+def floor_variants(model_name: str, size: int, batch: int, device, repeats: int = 3, classes: int = 10,
+                   checked: int = 2) -> list[dict]:  # fmt: skip
+    """Each of ours' settings alone against the plain floor, with the largest difference from float64 on
+    the first ``checked`` images."""
+    device = torch.device(device)
+    model, images = _model_and_images(model_name, size, batch, device, classes)
+    exact = one_forward_c_backwards(copy.deepcopy(model).double(), images[:checked].double())
+    folded = fuse(model).requires_grad_(False)
+    last = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    chunks = images.split(forward_batch(images))
+    last_chunks = [to_channels_last(chunk) for chunk in chunks]
+    variants = {
+        f"floor, {model_name} {size}×{size}, batch {batch}: plain (whole batch, the model as it is)": (model, [images]),
+        f"chunks of {len(chunks[0])} images (ours)": (model, chunks),
+        "chunks, channels-last": (last, last_chunks),
+        "chunks, BatchNorm folded into the convolutions": (folded, chunks),
+        "chunks, BatchNorm folded, channels-last (ours with fused=True)": (
+            copy.deepcopy(folded).to(memory_format=torch.channels_last),
+            last_chunks,
+        ),
+    }
+    seconds = interleaved_medians({what: lambda n=network, p=parts: chunked_floor(n, p)
+                                   for what, (network, parts) in variants.items()}, repeats, device=device)  # fmt: skip
+    plain = seconds[next(iter(variants))]
+    rows = []
+    for what, (network, parts) in variants.items():
+        check = [to_channels_last(images[:checked])] if parts is last_chunks else [images[:checked]]
+        error = (chunked_floor(network, check).double() - exact).abs().max().item()
+        rows.append({"what": what, "seconds": seconds[what], "gain": plain / seconds[what], "error": error,
+                     "scale": exact.abs().max().item()})  # fmt: skip
+    return rows

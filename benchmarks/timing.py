@@ -2,7 +2,8 @@
 
 CUDA work is asynchronous, so every timed call ends with a device synchronisation. The
 median, not the mean, is reported because this shared 2-core machine has occasional slow
-outliers; ratios between implementations measured back to back are what the results stand on.
+outliers; ratios between implementations are what the results stand on, so the rows that compare
+implementations time them in turn within each repetition (``interleaved_medians``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,22 @@ def median_seconds(function: Callable[[], object], repeats: int = 3, warmup: int
         sync()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def interleaved_medians(
+    functions: dict[str, Callable[[], object]], repeats: int = 3, warmup: int = 1, device=None
+) -> dict[str, float]:
+    """Median wall time of each function, timed in turn within every repetition after ``warmup`` untimed
+    rounds, so that the machine's slow spells fall on all of them alike and their ratios stay fair."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be ≥ 1 and warmup ≥ 0, got {repeats} and {warmup}")
+    times = {name: [] for name in functions}
+    for round_ in range(warmup + repeats):
+        for name, function in functions.items():
+            seconds = median_seconds(function, 1, 0, device)
+            if round_ >= warmup:
+                times[name].append(seconds)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def machine(device: str | torch.device) -> str:

@@ -68,6 +68,14 @@ def test_floor_variants_report_a_gain_and_whether_curves_stay_identical():
     assert all(r["seconds"] > 0 and r["gain"] > 0 and isinstance(r["identical"], bool) for r in rows)
 
 
+def test_gradient_floor_variants_time_each_setting_and_stay_close_to_float64():
+    rows = gradients.floor_variants("resnet18", 32, 3, "cpu", repeats=1, checked=1)
+    assert [r["what"].split(":")[0].split(",")[0] for r in rows] == ["floor", "chunks of 3 images (ours)", "chunks",
+                                                                      "chunks", "chunks"]  # fmt: skip
+    assert rows[0]["gain"] == 1.0 and all(r["seconds"] > 0 and r["gain"] > 0 for r in rows)
+    assert all(0 <= r["error"] < 1e-5 * r["scale"] for r in rows), rows
+
+
 @pytest.mark.data
 def test_training_throughput_and_frozen_backbone(data_root):
     ours, load_seconds = training.ours_images_per_second(data_root, steps=2, batch=8, device="cpu")
@@ -85,10 +93,12 @@ def test_report_renders_every_row(tmp_path):
             "forwards": 1000, "forwards_naive": 19968}  # fmt: skip
     results = {"device": "CPU", "machine": "m", "date": "2026-11-22", "gradients": [grad], "deletion": [dele],
                "floor": [{"what": "bfloat16 autocast", "seconds": 0.5, "gain": 1.8, "identical": False}],
+               "gradient_floor": [{"what": "chunks, channels-last", "seconds": 2.0, "gain": 1.25, "error": 1e-4,
+                                   "scale": 2e-3}],
                "training": {"batch": 128, "steps": 50, "workers": 2, "ours": 3000.0, "reference": 1000.0,
                             "load_seconds": 1.4, "frozen_size": 224, "frozen_images": 64, "frozen_epochs": 3,
                             "cached": 2.0, "through": 6.0},
-               "end_to_end": {"smoke": {"seconds": 198.0, "how": "rerun now"}}}  # fmt: skip
+               "end_to_end": {"smoke": {"seconds": 198.0, "how": "rerun now"}}, "note": "an older run."}  # fmt: skip
     report.save(results, "cpu", tmp_path)
     assert json.loads((tmp_path / "results_cpu.json").read_text()) == results
     text = report.render(tmp_path).read_text()
@@ -96,5 +106,17 @@ def test_report_renders_every_row(tmp_path):
     assert row in text
     assert "| six deletion curves, x | 256 | 1,000 ms | 3,000 ms | 3.00× | 900 ms | 1.11 | 1,000 (19,968) |" in text
     assert "| bfloat16 autocast | 500 ms | 1.80× | **no** |" in text
+    assert "| chunks, channels-last | 2,000 ms | 1.25× | 1.0e-04 (of 2.0e-03) |" in text
     assert "| 3,000 | 1,000 | 3.00× |" in text and "| 2,000 ms | 6,000 ms | 3.00× |" in text
-    assert "| `smoke` | 3.3 min | rerun now |" in text
+    assert "| `smoke` | 3.3 min | rerun now |" in text and "Note: an older run." in text
+
+
+def test_interleaved_medians_time_each_function_in_turn():
+    from benchmarks.timing import interleaved_medians
+
+    calls = []
+    seconds = interleaved_medians({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3)
+    assert calls == ["a", "b"] * 4  # one warm-up round, then three timed rounds
+    assert set(seconds) == {"a", "b"} and all(s >= 0 for s in seconds.values())
+    with pytest.raises(ValueError, match="repeats must be"):
+        interleaved_medians({"a": lambda: None}, repeats=0)

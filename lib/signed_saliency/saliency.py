@@ -6,7 +6,8 @@ backward). Active and inactive compare the target's gradient with every other cl
 each pixel-channel, so ``class_gradients`` gets all classes' gradients from one forward,
 never a fresh forward per class: by one class-batched (vmapped) backward or by one backward
 per class through the same graph, whichever measured faster for the device and image size. Images
-are processed in chunks sized so the class-batched backward stays within memory.
+are processed in chunks sized so the class-batched backward stays within memory and, on the CPU,
+within the caches.
 ``scale_for_display`` is the per-image min–max scaling used only for pictures.
 """
 
@@ -16,6 +17,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
+
+from signed_saliency.speed import forward_batch, fused_copy, to_channels_last
 
 METHODS = ("original", "positive", "negative", "active", "inactive")
 CLASS_WIDE = frozenset({"active", "inactive"})
@@ -65,9 +68,9 @@ def saliency_maps(
 
 
 def class_gradients(
-    model: nn.Module, images: torch.Tensor, strategy: str = "auto"
+    model: nn.Module, images: torch.Tensor, strategy: str = "auto", fused: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (B, C) and every class's input gradient (B, C, K, H, W), from one forward.
+    """Logits (B, C) and every class's input gradient (B, C, K, H, W), from one forward per chunk of images.
 
     ``strategy``: ``"batched"`` runs one class-batched (vmapped) backward; ``"sequential"`` runs
     one plain backward per class through the same forward graph; both give the same values.
@@ -75,6 +78,13 @@ def class_gradients(
     batched took 1.26× (CNN, 32 px) to 1.55× (ResNet-18, 224 px) as long; on a GPU, batched for
     small images (0.46× the time for the CNN and 0.60× for ResNet-18 at 32 px on an H100) and
     sequential from 128×128 pixels up (batched took 1.17× as long for ResNet-18 at 224 px).
+    On the CPU, images go in chunks of ``speed.forward_batch`` to stay within the caches (1.44× faster
+    for ResNet-18 at 224×224 in a batch of 64, with the same values). ``fused=True`` differentiates
+    ``speed.fused_copy(model)`` instead (BatchNorm folded, channels-last): another 1.12× there, but it
+    rounds differently, and a ReLU whose input lies within rounding of zero may then switch, which
+    changes the gradient around it. On a trained CIFAR-10 ResNet-18, one image in 64 had a region off
+    by up to 4 % of its map's maximum against float64, where the plain model had none; so it is off
+    by default.
     The model is used as it is (call ``model.eval()`` first).
     """
     if strategy not in ("auto", "batched", "sequential"):
@@ -82,6 +92,21 @@ def class_gradients(
     if strategy == "auto":
         small = images.shape[-2] * images.shape[-1] < 128 * 128
         strategy = "batched" if images.device.type != "cpu" and small else "sequential"
+    model, chunks = gradient_passes(model, images, fused)
+    logits, grads = (torch.cat(p) for p in zip(*(_class_gradients(model, chunk, strategy) for chunk in chunks)))
+    return logits, grads.contiguous()
+
+
+def gradient_passes(
+    model: nn.Module, images: torch.Tensor, fused: bool = False
+) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """The model ``class_gradients`` differentiates and the chunks of images it passes through it."""
+    if fused:
+        model, images = fused_copy(model), to_channels_last(images)
+    return model, images.split(forward_batch(images)) if images.device.type == "cpu" else (images,)
+
+
+def _class_gradients(model, images, strategy) -> tuple[torch.Tensor, torch.Tensor]:
     x = images.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = _logits(model, x)
