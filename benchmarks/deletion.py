@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from benchmarks.timing import interleaved_medians
-from signed_saliency.deletion import FRACTIONS, deletion_curve, deletion_masks, predict
+from signed_saliency.deletion import FRACTIONS, deletion_curve, deletion_masks, new_deletion_sets, predict
 from signed_saliency.evaluation import PAPER_CURVES
 from signed_saliency.saliency import METHODS, saliency_maps
 from signed_saliency.speed import channels_last, forward_batch
@@ -65,11 +65,8 @@ def quantus_curves(model, images, maps, device):
 
 def forwards_needed(maps) -> int:
     """Altered images our curves evaluate: one per image and fraction whose deletion set grows."""
-    total = 0
-    for _, method in PAPER_CURVES:
-        counts = deletion_masks(maps[method]).flatten(2).sum(dim=2)
-        total += int(torch.cat([counts[:1] > 0, counts[1:] > counts[:-1]]).sum())
-    return total
+    return sum(int(new_deletion_sets(deletion_masks(maps[method]).flatten(2).sum(dim=2)).sum())
+               for _, method in PAPER_CURVES)  # fmt: skip
 
 
 def bare_forwards(model, inputs, count, mode=torch.no_grad, dtype=None, last=False):

@@ -25,7 +25,7 @@ from torch.fx.experimental.optimization import fuse
 from benchmarks.timing import interleaved_medians
 from signed_saliency.models import build
 from signed_saliency.saliency import class_gradients, gradient_passes
-from signed_saliency.speed import forward_batch, to_channels_last
+from signed_saliency.speed import to_channels_last
 
 
 def per_class_loop(model, images):
@@ -110,25 +110,22 @@ def floor_variants(model_name: str, size: int, batch: int, device, repeats: int 
     exact = one_forward_c_backwards(copy.deepcopy(model).double(), images[:checked].double())
     folded = fuse(model).requires_grad_(False)
     last = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    chunks = images.split(forward_batch(images))
+    _, chunks = gradient_passes(model, images)
     last_chunks = [to_channels_last(chunk) for chunk in chunks]
     variants = {
         f"floor, {model_name} {size}×{size}, batch {batch}: plain (whole batch, the model as it is)": (model, [images]),
         f"chunks of {len(chunks[0])} images (ours)": (model, chunks),
         "chunks, channels-last": (last, last_chunks),
         "chunks, BatchNorm folded into the convolutions": (folded, chunks),
-        "chunks, BatchNorm folded, channels-last (ours with fused=True)": (
-            copy.deepcopy(folded).to(memory_format=torch.channels_last),
-            last_chunks,
-        ),
+        "chunks, BatchNorm folded, channels-last (ours with fused=True)": gradient_passes(model, images, fused=True),
     }
     seconds = interleaved_medians({what: lambda n=network, p=parts: chunked_floor(n, p)
                                    for what, (network, parts) in variants.items()}, repeats, device=device)  # fmt: skip
     plain = seconds[next(iter(variants))]
     rows = []
     for what, (network, parts) in variants.items():
-        check = [to_channels_last(images[:checked])] if parts is last_chunks else [images[:checked]]
-        error = (chunked_floor(network, check).double() - exact).abs().max().item()
+        check = parts[0][:checked]  # the first images, in the variant's own memory format
+        error = (chunked_floor(network, [check]).double() - exact[: len(check)]).abs().max().item()
         rows.append({"what": what, "seconds": seconds[what], "gain": plain / seconds[what], "error": error,
                      "scale": exact.abs().max().item()})  # fmt: skip
     return rows

@@ -238,7 +238,7 @@ def test_filling_in_place_equals_torch_where(fill):
     replacement = deletion.fill_values(fill)
     expected = torch.where(deleted, replacement(images), images)
     altered = images.clone()
-    deletion._fill_in(altered, deleted, fill, replacement)
+    deletion._filler(fill)(altered, deleted)
     assert torch.equal(altered, expected) and altered.is_contiguous(memory_format=torch.channels_last)
 
 

@@ -93,7 +93,9 @@ def class_gradients(
         small = images.shape[-2] * images.shape[-1] < 128 * 128
         strategy = "batched" if images.device.type != "cpu" and small else "sequential"
     model, chunks = gradient_passes(model, images, fused)
-    logits, grads = (torch.cat(p) for p in zip(*(_class_gradients(model, chunk, strategy) for chunk in chunks)))
+    parts = [_class_gradients(model, chunk, strategy) for chunk in chunks]
+    # One chunk (any GPU batch, small CPU batches) is returned as it is: concatenating would copy it.
+    logits, grads = parts[0] if len(parts) == 1 else (torch.cat(p) for p in zip(*parts))
     return logits, grads.contiguous()
 
 
