@@ -242,6 +242,8 @@ class Explorer:
         self.view.maps = {
             k: v[0] for k, v in maps_from_gradients(grads[self.view.target][None], METHODS, grads[None], index).items()
         }
+        # The pictures first: the caption then never names an image whose maps the browser has not received yet.
+        self._draw_maps()
         names = self.images.class_names
         p = self.view.probabilities
         verdict = "correct" if self.view.predicted == self.view.label else "wrong"
@@ -250,7 +252,6 @@ class Explorer:
             f"<b>{names[self.view.predicted]}</b> (p = {p[self.view.predicted]:.2f}, {verdict}) · maps for "
             f"<b>{names[self.view.target]}</b>"
         )
-        self._draw_maps()
         self._show_deletion()
 
     def _draw_maps(self) -> None:
