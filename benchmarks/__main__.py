@@ -32,7 +32,10 @@ def run_gradients(device, sizes, args) -> dict:
             gradients.run("resnet18", 32, 64, device, args.repeats),
             gradients.run("resnet18", 224, sizes["r18_224_batch"], device, args.repeats),
         ],
-        "gradient_floor": gradients.floor_variants("resnet18", 224, sizes["r18_224_batch"], device, args.repeats),
+        "gradient_floor": [
+            *gradients.floor_variants("resnet18", 32, 64, device, args.repeats),
+            *gradients.floor_variants("resnet18", 224, sizes["r18_224_batch"], device, args.repeats),
+        ],
     }
 
 

@@ -1,8 +1,9 @@
 """The six deletion curves of one model: ours against Quantus' PixelFlipping and the floor.
 
-Ours: ``signed_saliency.deletion.deletion_curve`` for the paper's six curves (original,
+Ours: ``signed_saliency.deletion.deletion_curves`` for the paper's six curves (original,
 positive, active with black; original, negative, inactive with white) at the 13 fractions,
-the original predictions computed once and shared. Quantus: ``PixelFlipping`` per curve,
+the original predictions computed once and shared, the altered images of all six streamed
+through full batches. Quantus: ``PixelFlipping`` per curve,
 configured as close to the same work as it allows: baseline 0.0 (black) or 1.0 (white),
 the map repeated over the channels so that a pixel's channels go together,
 ``features_in_step`` set so that it takes 12 steps (as many as our non-zero fractions; it
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks.timing import interleaved_medians
-from signed_saliency.deletion import FRACTIONS, deletion_curve, deletion_masks, new_deletion_sets, predict
+from signed_saliency.deletion import FRACTIONS, deletion_curves, deletion_masks, new_deletion_sets, predict
 from signed_saliency.evaluation import PAPER_CURVES
 from signed_saliency.saliency import METHODS, saliency_maps
 from signed_saliency.speed import channels_last, forward_batch
@@ -37,8 +38,8 @@ from signed_saliency.speed import channels_last, forward_batch
 
 def ours(model, images, maps, original=None):
     original = predict(model, images) if original is None else original
-    return {f"{fill}/{method}": deletion_curve(model, images, maps[method], fill, original_predictions=original)
-            for fill, method in PAPER_CURVES}  # fmt: skip
+    curves = {f"{fill}/{method}": (maps[method], fill) for fill, method in PAPER_CURVES}
+    return deletion_curves(model, images, curves, original_predictions=original)
 
 
 def quantus_curves(model, images, maps, device):

@@ -9,8 +9,9 @@ model's parameters requiring gradients as built, so every backward also computes
 gradients; the same loop asking for the input gradient alone is its best case. Captum users
 call ``Saliency(model).attribute(x, target=c, abs=False)`` once per class. The floor is one
 forward kept alive for C plain backward passes of the input gradient, the least eager fp32
-autograd can do, run with ours' settings (on the CPU: chunks of images), prepared in advance.
-All give the same numbers to fp32 rounding (the row reports the largest absolute difference).
+autograd can do, run with ours' settings (on the CPU: chunks of images and the lean backward of
+``speed.lean_input_gradients``), prepared in advance.
+All give the same numbers to fp32 rounding (the row reports the largest absolute difference from ours).
 ``floor_variants`` measures what each setting gains alone against the plain floor (the whole
 batch through the model as it is), with each one's distance from a float64 computation.
 """
@@ -25,7 +26,7 @@ from torch.fx.experimental.optimization import fuse
 from benchmarks.timing import interleaved_medians
 from signed_saliency.models import build
 from signed_saliency.saliency import class_gradients, gradient_passes
-from signed_saliency.speed import to_channels_last
+from signed_saliency.speed import LEAN_PARTS, lean_input_gradients, to_channels_last
 
 
 def per_class_loop(model, images):
@@ -74,9 +75,11 @@ def _classes(model, images) -> int:
         return model(images[:1]).shape[1]
 
 
-def chunked_floor(model, chunks):
-    """The floor over prepared chunks of images."""
-    return torch.cat([one_forward_c_backwards(model, chunk) for chunk in chunks])
+def chunked_floor(model, chunks, lean=LEAN_PARTS):
+    """The floor over prepared chunks of images, with the ``lean`` parts of ``speed.lean_input_gradients``
+    (all of them, as ours, by default)."""
+    with lean_input_gradients(chunks[0], lean):
+        return torch.cat([one_forward_c_backwards(model, chunk) for chunk in chunks])
 
 
 def _model_and_images(model_name, size, batch, device, classes):
@@ -112,20 +115,28 @@ def floor_variants(model_name: str, size: int, batch: int, device, repeats: int 
     last = copy.deepcopy(model).to(memory_format=torch.channels_last)
     _, chunks = gradient_passes(model, images)
     last_chunks = [to_channels_last(chunk) for chunk in chunks]
-    variants = {
-        f"floor, {model_name} {size}×{size}, batch {batch}: plain (whole batch, the model as it is)": (model, [images]),
-        f"chunks of {len(chunks[0])} images (ours)": (model, chunks),
-        "chunks, channels-last": (last, last_chunks),
-        "chunks, BatchNorm folded into the convolutions": (folded, chunks),
-        "chunks, BatchNorm folded, channels-last (ours with fused=True)": gradient_passes(model, images, fused=True),
-    }
-    seconds = interleaved_medians({what: lambda n=network, p=parts: chunked_floor(n, p)
-                                   for what, (network, parts) in variants.items()}, repeats, device=device)  # fmt: skip
+    split = f"chunks of {len(chunks[0])} images" if len(chunks) > 1 else "whole batch"
+    # what: (model, chunks of images, the parts of lean_input_gradients used)
+    variants = {f"floor, {model_name} {size}×{size}, batch {batch}: plain (whole batch, the model as it is)":
+                (model, [images], ())}  # fmt: skip
+    if len(chunks) > 1:
+        variants[split] = (model, chunks, ())
+    variants |= {
+        f"{split}, BatchNorm's backward as a per-channel multiply": (model, chunks, ("batch_norm",)),
+        f"{split}, lean BatchNorm, stem's input gradient by PyTorch's transposed convolution (ours)":
+            (model, chunks, LEAN_PARTS),
+        f"{split}, lean BatchNorm and stem, channels-last": (last, last_chunks, LEAN_PARTS),
+        f"{split}, BatchNorm folded into the convolutions": (folded, chunks, ()),
+        f"{split}, BatchNorm folded, channels-last, lean stem (ours with fused=True)":
+            (*gradient_passes(model, images, fused=True), LEAN_PARTS),
+    }  # fmt: skip
+    seconds = interleaved_medians({what: lambda v=variant: chunked_floor(*v) for what, variant in variants.items()},
+                                  repeats, device=device)  # fmt: skip
     plain = seconds[next(iter(variants))]
     rows = []
-    for what, (network, parts) in variants.items():
+    for what, (network, parts, lean) in variants.items():
         check = parts[0][:checked]  # the first images, in the variant's own memory format
-        error = (chunked_floor(network, [check]).double() - exact[: len(check)]).abs().max().item()
+        error = (chunked_floor(network, [check], lean).double() - exact[: len(check)]).abs().max().item()
         rows.append({"what": what, "seconds": seconds[what], "gain": plain / seconds[what], "error": error,
                      "scale": exact.abs().max().item()})  # fmt: skip
     return rows

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from benchmarks import deletion, gradients, report, training
+from signed_saliency import saliency
 from signed_saliency.models import BasicCNN
 from signed_saliency.saliency import class_gradients
 
@@ -68,12 +69,19 @@ def test_floor_variants_report_a_gain_and_whether_curves_stay_identical():
     assert all(r["seconds"] > 0 and r["gain"] > 0 and isinstance(r["identical"], bool) for r in rows)
 
 
-def test_gradient_floor_variants_time_each_setting_and_stay_close_to_float64():
-    rows = gradients.floor_variants("resnet18", 32, 3, "cpu", repeats=1, checked=1)
-    assert [r["what"].split(":")[0].split(",")[0] for r in rows] == ["floor", "chunks of 3 images (ours)", "chunks",
-                                                                      "chunks", "chunks"]  # fmt: skip
+def test_gradient_floor_variants_time_each_setting_and_stay_close_to_float64(monkeypatch):
+    monkeypatch.setattr(saliency, "forward_batch", lambda images: 2)
+    rows = gradients.floor_variants("resnet18", 32, 3, "cpu", repeats=1, checked=2)
+    assert [r["what"].split(":")[0].removeprefix("floor, ").removeprefix("chunks of 2 images, ") for r in rows] == [
+        "resnet18 32×32, batch 3", "chunks of 2 images", "BatchNorm's backward as a per-channel multiply",
+        "lean BatchNorm, stem's input gradient by PyTorch's transposed convolution (ours)",
+        "lean BatchNorm and stem, channels-last", "BatchNorm folded into the convolutions",
+        "BatchNorm folded, channels-last, lean stem (ours with fused=True)"]  # fmt: skip
     assert rows[0]["gain"] == 1.0 and all(r["seconds"] > 0 and r["gain"] > 0 for r in rows)
     assert all(0 <= r["error"] < 1e-5 * r["scale"] for r in rows), rows
+    assert rows[2]["error"] == rows[1]["error"]  # the lean BatchNorm backward changes no bit
+    whole = gradients.floor_variants("resnet18", 32, 2, "cpu", repeats=1, checked=1)
+    assert len(whole) == 6 and whole[1]["what"].startswith("whole batch, BatchNorm's backward")
 
 
 @pytest.mark.data

@@ -11,6 +11,7 @@ from signed_saliency.deletion import (
     auc,
     deleted_fraction,
     deletion_curve,
+    deletion_curves,
     deletion_masks,
 )
 
@@ -196,6 +197,35 @@ def test_graded_fills_darken_or_brighten_and_reach_black_or_white():
         assert torch.equal(a.allegiance, b.allegiance) and a.auc == b.auc and a.fill == graded
 
 
+def test_several_curves_stream_through_full_batches_and_match_one_call_each(monkeypatch):
+    model = random_cnn().eval()
+    images = torch.rand(7, 3, 8, 8, dtype=torch.float64)
+    torch.manual_seed(1)
+    maps = {"a": torch.rand(7, 8, 8, dtype=torch.float64), "b": torch.rand(7, 8, 8, dtype=torch.float64)}
+    maps["b"][:, :4] = 0  # a map with zeros: its deletion sets stop growing, so it needs fewer forwards
+    wanted = {("a", "black"): (maps["a"], "black"), ("b", "white"): (maps["b"], "white"),
+              ("a", "darker:0.5"): (maps["a"], "darker:0.5")}  # fmt: skip
+    monkeypatch.setattr(deletion, "_MASK_ELEMENTS", len(FRACTIONS) * 64 * 3)  # masks in chunks of 3 images
+    sizes = []
+    model.register_forward_hook(lambda module, args, output: sizes.append(len(args[0])))
+    together = deletion_curves(model, images, wanted, batch_size=5)
+    calls_together = list(sizes)
+    for (name, fill), (saliency, _) in wanted.items():
+        alone = deletion_curve(model, images, saliency, fill, batch_size=5)
+        assert torch.equal(together[(name, fill)].allegiance, alone.allegiance)
+        assert torch.equal(together[(name, fill)].deleted, alone.deleted)
+        assert together[(name, fill)].fill == fill and together[(name, fill)].auc == alone.auc
+    assert min(c.allegiance.min() for c in together.values()) < 1  # predictions do change: the test has teeth
+    altered = sum(
+        int(deletion.new_deletion_sets(deletion_masks(m).flatten(2).sum(2)).sum()) for m, _ in wanted.values()
+    )
+    # The originals once (7 images in batches of 5), then every altered image in full batches but the last.
+    assert calls_together == [5, 2] + [5] * (altered // 5) + ([altered % 5] if altered % 5 else [])
+    for nothing in ({}, [(maps["a"], "black")]):
+        with pytest.raises(ValueError, match="non-empty mapping"):
+            deletion_curves(model, images, nothing)
+
+
 def test_deletion_hands_the_model_back_contiguous_and_differentiable():
     from signed_saliency.models import BasicCNN
 
@@ -228,6 +258,22 @@ def test_the_integer_sort_orders_like_the_float_sort():
     assert torch.equal(ours, values.sort(dim=1, descending=True).values)
     doubles = values.double()
     assert torch.equal(deletion._sorted_descending(doubles), doubles.sort(dim=1, descending=True).values)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_counts_from_the_sorted_values_equal_the_masks_sums(dtype):
+    torch.manual_seed(0)
+    maps = torch.randn(5, 6, 7, dtype=dtype)
+    maps[0] = maps[0].abs().round()  # ties and zeros, as in ≥ 0 saliency maps
+    maps[1, :3] = torch.tensor([0.0, -0.0, float("inf")], dtype=dtype)[:, None]  # ±0 and +inf
+    maps[2] = -maps[2].abs()  # all negative: the thresholds go below zero, where the zeros must not count
+    maps[2, 0, :2] = 0.0
+    maps[3] = float("-inf")  # nothing can be above -inf
+    maps[3, 0, 0] = 1.0
+    fractions = (0, 0.1, 0.33, 0.5, 0.9, 1.0)
+    masks, counts = deletion._masks_and_counts(maps, fractions)
+    assert counts.dtype == torch.int32 and torch.equal(counts, masks.flatten(2).sum(dim=2, dtype=torch.int32))
+    assert counts[-1, 2] == 42 - 2 and counts[-1, 3] == 1  # at p = 1 every non-zero pixel above -inf goes
 
 
 @pytest.mark.parametrize("fill", ["black", "white", "darker:0.3", "brighter:1"])

@@ -1,6 +1,7 @@
 """The speed-ups change nothing but rounding: fused gradients against float64, the cache against changed weights."""
 
 import copy
+from unittest import mock
 
 import pytest
 import torch
@@ -127,3 +128,72 @@ def test_the_fused_flag_is_honoured_for_any_dtype(fused):
     images = torch.rand(2, 3, 12, 12, dtype=torch.float64)
     expected = class_gradients(model, images, fused=False)[1]
     torch.testing.assert_close(class_gradients(model, images, fused=fused)[1], expected, rtol=1e-10, atol=1e-12)
+
+
+def pytorch_own_class_gradients(model, images):
+    """One forward, one backward per class, with PyTorch's own BatchNorm backward (no lean mode)."""
+    x = images.detach().requires_grad_(True)
+    logits = model(x)
+    return torch.stack([torch.autograd.grad(logits[:, c].sum(), x, retain_graph=True)[0]
+                        for c in range(logits.shape[1])], 1)  # fmt: skip
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "batched"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_lean_batch_norm_backward_gives_pytorchs_gradients_bit_for_bit(strategy, channels_last):
+    model = batchnorm_net()
+    images = torch.rand(4, 3, 12, 12)
+    if channels_last:
+        model, images = model.to(memory_format=torch.channels_last), speed.to_channels_last(images)
+    expected = pytorch_own_class_gradients(model, images)
+    with mock.patch.object(saliency, "lean_input_gradients", lambda x: speed.lean_input_gradients(x, ["batch_norm"])):
+        assert torch.equal(class_gradients(model, images, strategy)[1], expected)
+
+
+def test_the_lean_batch_norm_backward_is_the_per_channel_scale_and_leaves_other_cases_to_pytorch():
+    bn = nn.BatchNorm1d(3).eval()
+    bn.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    bn.running_var.copy_(torch.tensor([4.0, 0.25, 1.0]))
+    nn.init.constant_(bn.weight, 3.0)
+    x = torch.rand(5, 3, requires_grad=True)
+    by_hand = (3.0 / torch.tensor([4.0, 0.25, 1.0]).add(bn.eps).sqrt()).expand(5, 3)  # weight / sqrt(var + eps)
+    with speed.lean_input_gradients(x):
+        out = bn(x)
+        assert type(out.grad_fn).__name__ == "_EvalBatchNormBackward"
+        (grad,) = torch.autograd.grad(out.sum(), x)
+        stats = bn.running_mean.clone(), bn.running_var.clone()
+        bn.train()  # training mode uses the batch's statistics: PyTorch's own backward
+        assert type(bn(x).grad_fn).__name__ != "_EvalBatchNormBackward"
+        bn.eval()
+        assert type(copy.deepcopy(bn).double()(x.double()).grad_fn).__name__ != "_EvalBatchNormBackward"  # float32 only
+    torch.testing.assert_close(grad, by_hand)
+    assert torch.equal(out, nn.functional.batch_norm(x, *stats, bn.weight, bn.bias, eps=bn.eps))  # PyTorch's forward
+    assert type(bn(x).grad_fn).__name__ != "_EvalBatchNormBackward"  # nothing outside the block
+
+
+@pytest.mark.parametrize("stride, padding, size", [(2, 3, 32), (2, 3, 31), (1, 1, 9), ((2, 1), (0, 2), 10)])
+def test_the_lean_stem_gives_pytorchs_input_gradient_but_for_rounding(stride, padding, size):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, (7, 5), stride=stride, padding=padding)
+    x = torch.rand(4, 3, size, size + 1, requires_grad=True)
+    weights = torch.randn_like(conv(x))
+    (expected,) = torch.autograd.grad((conv(x) * weights).sum(), x)
+    with speed.lean_input_gradients(x, ["stem"]):
+        out = conv(x)
+        assert type(out.grad_fn).__name__ == "_StemConv2dBackward"
+        (lean,) = torch.autograd.grad((out * weights).sum(), x)
+        wide = torch.rand(2, 5, 9, 9, requires_grad=True)  # more than four channels: PyTorch's own
+        assert type(nn.Conv2d(5, 2, 3)(wide).grad_fn).__name__ == "ConvolutionBackward0"
+    assert torch.equal(out, conv(x))  # the forward is PyTorch's own
+    (exact,) = torch.autograd.grad((copy.deepcopy(conv).double()(x.double()) * weights.double()).sum(), x)
+    scale = exact.abs().max()
+    assert lean.shape == x.shape and (lean - expected).abs().max() < 1e-6 * scale
+    assert (lean.double() - exact).abs().max() < 2 * (expected.double() - exact).abs().max() + 1e-7 * scale
+    with pytest.raises(ValueError, match="unknown lean parts"):
+        with speed.lean_input_gradients(x, ["batchnorm"]):
+            pass
+
+
+def test_both_strategies_agree_with_every_lean_part():
+    model, images = batchnorm_net(), torch.rand(3, 3, 12, 12)
+    assert torch.equal(class_gradients(model, images, "batched")[1], class_gradients(model, images, "sequential")[1])

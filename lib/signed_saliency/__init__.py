@@ -9,7 +9,7 @@ five maps), ``deletion`` (allegiance curves and AUC) and ``plotting``.
 
 __version__ = "0.1.0"
 
-from signed_saliency.deletion import FRACTIONS, allegiance_curve, auc, deletion_curve
+from signed_saliency.deletion import FRACTIONS, allegiance_curve, auc, deletion_curve, deletion_curves
 from signed_saliency.saliency import METHODS, saliency_maps, scale_for_display
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "allegiance_curve",
     "auc",
     "deletion_curve",
+    "deletion_curves",
     "saliency_maps",
     "scale_for_display",
 ]

@@ -1,19 +1,19 @@
 """Black and white deletion, allegiance curves and their AUC (PROTOCOL §2).
 
-For each image and fraction p, the pixels whose map value is above the k-th largest
-(k = round(p·H·W)) and non-zero are set to 0 (black) or 1 (white) in every channel;
-allegiance is the share of images whose prediction is unchanged. The paper's proposed
-graded variants replace them instead with a darker (``"darker:δ"``, x·(1−δ)) or brighter
-(``"brighter:δ"``, x + δ·(1−x)) version of themselves; δ = 1 is black or white again. Everything is batched
-over images and fractions. Deletion sets grow with p, so an image whose deleted count does
-not grow from one fraction to the next is the same altered image: its prediction is reused
-instead of recomputed, as is the original prediction for an image with nothing deleted.
-The forward passes of genuinely new images are the whole cost.
+For each image and fraction p, the pixels whose map value is above the k-th largest (k =
+round(p·H·W)) and non-zero are set to 0 (black) or 1 (white) in every channel; allegiance is the
+share of images whose prediction is unchanged. The paper's proposed graded variants replace them
+instead with a darker (``"darker:δ"``, x·(1−δ)) or brighter (``"brighter:δ"``, x + δ·(1−x))
+version of themselves; δ = 1 is black or white again. Everything is batched over images and
+fractions, and ``deletion_curves`` batches the curves of one model together. Deletion sets grow
+with p, so an image whose deleted count does not grow from one fraction to the next is the same
+altered image: its prediction is reused instead of recomputed, as is the original prediction for
+an image with nothing deleted. The forward passes of genuinely new images are the whole cost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import NamedTuple
 
 import torch
@@ -41,6 +41,11 @@ class DeletionCurve(NamedTuple):
 
 def deletion_masks(saliency: torch.Tensor, fractions: Sequence[float] = FRACTIONS) -> torch.Tensor:
     """Boolean masks (F, B, H, W) of the pixels deleted at each fraction (PROTOCOL §2)."""
+    return _masks_and_counts(saliency, fractions)[0]
+
+
+def _masks_and_counts(saliency: torch.Tensor, fractions: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The deletion masks (F, B, H, W) and how many pixels each deletes (F, B), as int32."""
     fractions = _check_fractions(fractions)
     if saliency.dim() != 3:
         raise ValueError(f"saliency must be maps (B, H, W), got shape {tuple(saliency.shape)}")
@@ -51,9 +56,15 @@ def deletion_masks(saliency: torch.Tensor, fractions: Sequence[float] = FRACTION
     ks = [round(p * pixels) for p in fractions]
     # τ = s[k]; at k = H·W (p = 1) nothing is left above it, so every non-zero pixel goes.
     padded = torch.cat([ordered, torch.full_like(ordered[:, :1], float("-inf"))], dim=1)
-    thresholds = padded[:, ks].T.contiguous()  # (F, B), contiguous so that the masks are laid out (F, B, H·W)
-    masks = (flat[None] > thresholds[..., None]) & (flat != 0)[None]
-    return masks.view(len(fractions), batch, height, width)
+    thresholds = padded[:, ks]  # (B, F)
+    # (F, B) contiguous, so that the masks are laid out (F, B, H·W).
+    masks = (flat[None] > thresholds.T.contiguous()[..., None]) & (flat != 0)[None]
+    # Counted from the sorted values rather than the masks, which would take a pass over all of them: the
+    # values above τ, less the zeros among them (there are any only when τ < 0).
+    above = torch.searchsorted(-ordered, -thresholds, out_int32=True)
+    zeros = (flat == 0).sum(dim=1, keepdim=True, dtype=torch.int32)
+    counts = above - torch.where(thresholds < 0, zeros, 0)
+    return masks.view(len(fractions), batch, height, width), counts.T.contiguous()
 
 
 def _sorted_descending(flat: torch.Tensor) -> torch.Tensor:
@@ -112,12 +123,39 @@ def deletion_curve(
 ) -> DeletionCurve:
     """Like ``allegiance_curve`` but returns a ``DeletionCurve`` with the fraction actually
     deleted and the AUC."""
+    curves = deletion_curves(model, images, {fill: (saliency, fill)}, fractions, batch_size, original_predictions)
+    return curves[fill]
+
+
+def deletion_curves(
+    model: nn.Module,
+    images: torch.Tensor,
+    curves: Mapping[Hashable, tuple[torch.Tensor, str]],
+    fractions: Sequence[float] = FRACTIONS,
+    batch_size: int | None = None,
+    original_predictions: torch.Tensor | None = None,
+) -> dict[Hashable, DeletionCurve]:
+    """Several curves of one model on the same images, say the paper's six: ``curves`` maps a key to
+    ``(saliency, fill)`` (as in ``allegiance_curve``) and the result maps it to its ``DeletionCurve``.
+
+    The original predictions are computed once for all the curves, curves on the same map tensor share
+    its masks, and the altered images of every curve go through the model together, in full batches:
+    the same curves as one ``deletion_curve`` call each, in fewer forward calls.
+    """
     fractions = _check_fractions(fractions)
-    fill_in = _filler(fill)
-    _check_pair(images, saliency)
+    if not isinstance(curves, Mapping) or not curves:
+        raise ValueError(
+            f"curves must be a non-empty mapping of key -> (saliency, fill), such as "
+            f"{{'black/positive': (maps['positive'], 'black')}}; got {'an empty ' * isinstance(curves, Mapping)}"
+            f"{type(curves).__name__}"
+        )
+    fillers = {key: _filler(fill) for key, (_, fill) in curves.items()}
+    for saliency, _ in curves.values():
+        _check_pair(images, saliency)
     batch_size = forward_batch(images) if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    pixels = images.shape[-2] * images.shape[-1]
     was_training = model.training
     model.eval()
     try:
@@ -130,23 +168,32 @@ def deletion_curve(
                     f"original_predictions must have shape ({images.shape[0]},), "
                     f"got {tuple(original_predictions.shape)}"
                 )
-            chunk = max(1, _MASK_ELEMENTS // (len(fractions) * saliency[0].numel()))
-            predictions, deleted = [], []
-            for start in range(0, images.shape[0], chunk):
-                part = slice(start, start + chunk)
-                masks = deletion_masks(saliency[part], fractions)
-                # int32 sums the masks without first copying them to int64 (a 27 MB temporary per curve of 256
-                # CIFAR-10 images, which the CPU's allocator hands back and page-faults in again every time).
-                deleted.append(masks.flatten(2).sum(dim=2, dtype=torch.int32))
-                predictions.append(_altered_predictions(
-                    model, images[part], masks, deleted[-1], fill_in, original_predictions[part], batch_size
-                ))  # fmt: skip
+            original_predictions = original_predictions.to(images.device)
+            batches = _AlteredBatches(model, images, min(batch_size, len(images) * len(fractions) * len(curves)))
+            chunk = max(1, _MASK_ELEMENTS // (len(fractions) * pixels))
+            deleted, waiting = {key: [] for key in curves}, {key: [] for key in curves}
+            by_map = {}  # curves on the same map (black and white, say) share its masks
+            for key, (saliency, _) in curves.items():
+                by_map.setdefault(id(saliency), (saliency, []))[1].append(key)
+            for saliency, keys in by_map.values():
+                for start in range(0, images.shape[0], chunk):
+                    part = slice(start, start + chunk)
+                    masks, counts = _masks_and_counts(saliency[part], fractions)
+                    for key in keys:
+                        deleted[key].append(counts)
+                        waiting[key].append((part, *batches.add(part, masks, counts, fillers[key])))
+            batches.flush()
+            predictions = {key: torch.cat([_carry_forward(grew, fresh, original_predictions[part])
+                                           for part, grew, fresh in waiting[key]], dim=1)
+                           for key in curves}  # fmt: skip
     finally:
         model.train(was_training)
-    predictions = torch.cat(predictions, dim=1)
-    agree = (predictions == original_predictions.to(predictions.device)[None]).float().mean(dim=1)
-    deleted = torch.cat(deleted, dim=1).float().mean(dim=1) / saliency[0].numel()
-    return DeletionCurve(fractions, agree.cpu(), deleted.cpu(), auc(fractions, agree.tolist()), fill)
+    result = {}
+    for key, (_, fill) in curves.items():
+        agree = (predictions[key] == original_predictions[None]).float().mean(dim=1)
+        share = torch.cat(deleted[key], dim=1).float().mean(dim=1) / pixels
+        result[key] = DeletionCurve(fractions, agree.cpu(), share.cpu(), auc(fractions, agree.tolist()), fill)
+    return result
 
 
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
@@ -190,33 +237,62 @@ def new_deletion_sets(counts: torch.Tensor) -> torch.Tensor:
     return torch.cat([counts[:1] > 0, counts[1:] > counts[:-1]])
 
 
-def _altered_predictions(model, images, masks, counts, fill_in, original, batch_size) -> torch.Tensor:
-    """Predictions (F, B) on every altered image, each distinct altered image evaluated once."""
-    n_fractions, batch = masks.shape[:2]
-    grew = new_deletion_sets(counts)
-    f_index, i_index = grew.nonzero(as_tuple=True)
-    rows = f_index * batch + i_index  # of the masks seen as (F·B, 1, H, W)
-    flat_masks = masks.view(n_fractions * batch, 1, *masks.shape[2:])
-    fresh = torch.empty(len(rows), dtype=torch.long, device=images.device)
-    # One buffer each for the altered images and their masks, reused by every batch: on the CPU a fresh
-    # allocation of this size is returned to the system when freed, and touching it again costs page faults.
-    size = min(batch_size, len(rows))
-    altered_buffer = to_channels_last(images.new_empty((size, *images.shape[1:])))
-    mask_buffer = masks.new_empty((size, *flat_masks.shape[1:]))
-    for start in range(0, len(rows), batch_size):
-        i, row = i_index[start : start + batch_size], rows[start : start + batch_size]
-        altered, mask = altered_buffer[: len(i)], mask_buffer[: len(i)]
-        torch.index_select(images, 0, i, out=altered)
-        torch.index_select(flat_masks, 0, row, out=mask)
-        fill_in(altered, mask)
-        fresh[start : start + batch_size] = model(altered).argmax(1)
+class _AlteredBatches:
+    """Altered images of any number of curves, gathered into full batches for the model.
+
+    ``add`` writes one part's new altered images into a batch buffer, sending the buffer through the
+    model whenever it is full, and returns where their predictions will be; ``flush`` sends the rest.
+    One buffer each for the altered images and their masks serves every batch: on the CPU a fresh
+    allocation of this size is returned to the system when freed, and touching it again costs page faults.
+    """
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, size: int):
+        self.model, self.images = model, images
+        self.altered = to_channels_last(images.new_empty((size, *images.shape[1:])))
+        self.masks = torch.empty((size, 1, *images.shape[2:]), dtype=torch.bool, device=images.device)
+        self.filled = 0
+        self.waiting = []  # (predictions, their first position, position in the buffer, count)
+
+    def add(self, part: slice, masks, counts, fill_in) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queue the altered images of ``images[part]`` whose deletion set grows; returns that pattern
+        (F, B) and the tensor their predictions will fill, in its order, once they have been through."""
+        n_fractions, batch = masks.shape[:2]
+        grew = new_deletion_sets(counts)
+        f_index, i_index = grew.nonzero(as_tuple=True)
+        rows = f_index * batch + i_index  # of the masks seen as (F·B, 1, H, W)
+        flat_masks = masks.view(n_fractions * batch, 1, *masks.shape[2:])
+        i_index = i_index + part.start
+        fresh = torch.empty(len(rows), dtype=torch.long, device=self.images.device)
+        done = 0
+        while done < len(rows):
+            n = min(len(rows) - done, len(self.altered) - self.filled)
+            altered, mask = self.altered[self.filled : self.filled + n], self.masks[self.filled : self.filled + n]
+            torch.index_select(self.images, 0, i_index[done : done + n], out=altered)
+            torch.index_select(flat_masks, 0, rows[done : done + n], out=mask)
+            fill_in(altered, mask)
+            self.waiting.append((fresh, done, self.filled, n))
+            self.filled, done = self.filled + n, done + n
+            if self.filled == len(self.altered):
+                self.flush()
+        return grew, fresh
+
+    def flush(self) -> None:
+        if self.filled:
+            predictions = self.model(self.altered[: self.filled]).argmax(1)
+            for fresh, at, offset, n in self.waiting:
+                fresh[at : at + n] = predictions[offset : offset + n]
+        self.filled, self.waiting = 0, []
+
+
+def _carry_forward(grew: torch.Tensor, fresh: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """Predictions (F, B) on every altered image from those on the new ones (``fresh``, where ``grew``)."""
     # Carry each image's latest prediction forward through fractions that deleted nothing new: the
     # running maximum of the fresh positions (they grow with the fraction) finds it without a loop,
     # and without asking a GPU whether anything grew.
-    unchanged = original.to(images.device)[None].expand(n_fractions, batch)
+    unchanged = original[None].expand(grew.shape)
     if len(fresh) == 0:
         return unchanged.clone()
-    position = torch.where(grew, grew.flatten().cumsum(0).view(n_fractions, batch) - 1, -1)
+    position = torch.where(grew, grew.flatten().cumsum(0).view(grew.shape) - 1, -1)
     latest = position.cummax(dim=0).values
     return torch.where(latest >= 0, fresh[latest.clamp(min=0)], unchanged)
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from signed_saliency.attribution import attribution_maps
 from signed_saliency.data import ImageSet
-from signed_saliency.deletion import FRACTIONS, DeletionCurve, auc, deletion_curve, predict
+from signed_saliency.deletion import FRACTIONS, DeletionCurve, auc, deletion_curves, predict
 from signed_saliency.io import atomic_torch_save
 
 PAPER_CURVES = (
@@ -122,10 +122,10 @@ def method_curves(
         original = predict(model, batch)
         for method, method_kinds in kinds.items():
             maps = attribution_maps(model, batch, method, method_kinds, **options)
-            for spec in (s for s in specs if s[0] == method):
-                curve = deletion_curve(model, batch, maps[spec[2]], spec[1], fractions, original_predictions=original)
-                agree["/".join(spec)] += curve.allegiance * len(batch)
-                deleted["/".join(spec)] += curve.deleted * len(batch)
+            wanted = {"/".join(spec): (maps[spec[2]], spec[1]) for spec in specs if spec[0] == method}
+            for key, curve in deletion_curves(model, batch, wanted, fractions, original_predictions=original).items():
+                agree[key] += curve.allegiance * len(batch)
+                deleted[key] += curve.deleted * len(batch)
     n = len(images)
     return {
         key: DeletionCurve(tuple(fractions), agree[key] / n, deleted[key] / n, auc(fractions, agree[key] / n),

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from signed_saliency.speed import forward_batch, fused_copy, to_channels_last
+from signed_saliency.speed import forward_batch, fused_copy, lean_input_gradients, to_channels_last
 
 METHODS = ("original", "positive", "negative", "active", "inactive")
 CLASS_WIDE = frozenset({"active", "inactive"})
@@ -79,12 +79,14 @@ def class_gradients(
     small images (0.46× the time for the CNN and 0.60× for ResNet-18 at 32 px on an H100) and
     sequential from 128×128 pixels up (batched took 1.17× as long for ResNet-18 at 224 px).
     On the CPU, images go in chunks of ``speed.forward_batch`` to stay within the caches (1.44× faster
-    for ResNet-18 at 224×224 in a batch of 64, with the same values). ``fused=True`` differentiates
-    ``speed.fused_copy(model)`` instead (BatchNorm folded, channels-last): another 1.12× there, but it
-    rounds differently, and a ReLU whose input lies within rounding of zero may then switch, which
-    changes the gradient around it. On a trained CIFAR-10 ResNet-18, one image in 64 had a region off
-    by up to 4 % of its map's maximum against float64, where the plain model had none; so it is off
-    by default.
+    for ResNet-18 at 224×224 in a batch of 64, with the same values), BatchNorm's backward is the
+    per-channel multiplication it reduces to, and the stem's input gradient comes from PyTorch's own
+    transposed convolution (``speed.lean_input_gradients``: the same values but for rounding).
+    ``fused=True`` differentiates ``speed.fused_copy(model)`` instead (BatchNorm folded, channels-last):
+    another 1.03× there, but it rounds differently, and a ReLU whose input lies within rounding of zero
+    may then switch, which changes the gradient around it. On a trained CIFAR-10 ResNet-18, one image in
+    64 had a region off by up to 4 % of its map's maximum against float64, where the plain model had
+    none; so it is off by default.
     The model is used as it is (call ``model.eval()`` first).
     """
     if strategy not in ("auto", "batched", "sequential"):
@@ -110,7 +112,7 @@ def gradient_passes(
 
 def _class_gradients(model, images, strategy) -> tuple[torch.Tensor, torch.Tensor]:
     x = images.detach().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), lean_input_gradients(x):
         logits = _logits(model, x)
         batch, classes = logits.shape
         if strategy == "sequential":
@@ -133,7 +135,7 @@ def _class_gradients(model, images, strategy) -> tuple[torch.Tensor, torch.Tenso
 def target_gradient(model: nn.Module, images: torch.Tensor, target) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (B, C) and the gradient of the target logit (B, K, H, W): one forward, one backward."""
     x = images.detach().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), lean_input_gradients(x):
         logits = _logits(model, x)
         index = _resolve_target(target, logits)
         (grad,) = torch.autograd.grad(logits.gather(1, index[:, None]).sum(), x)

@@ -1,25 +1,28 @@
 """How the library's forward and backward passes are made fast on each device.
 
-Measured choices live here (benchmarks/results.md): batches sized per device
-(``forward_batch``), since large batches fall out of a CPU's caches; convolution weights and
-images held channels-last (``channels_last``, ``to_channels_last``), faster for the CPU's
-convolutions and, for deletion's forward passes, with identical curves; and an opt-in copy of
-a model for input gradients (``fused_copy``), with each eval-mode BatchNorm folded into the
-convolution before it and channels-last weights. Folding is exact in arithmetic but rounds
-differently, and in a ReLU network a unit whose input lies within rounding of zero can then
-switch, which changes the gradient around it (see ``saliency.class_gradients``), so the library
-does not use it unless asked. The copy is cached per model and remade whenever one of the
-model's parameters or buffers changes, in place or replaced; a model in training mode, with
-hooks, or that torch.fx cannot trace is used as it is."""
+Measured choices live here (benchmarks/results.md): batches sized per device (``forward_batch``),
+since large batches fall out of a CPU's caches; convolution weights and images held channels-last
+(``channels_last``, ``to_channels_last``), faster for the CPU's convolutions and, for deletion's
+forward passes, with identical curves; eval-mode BatchNorm differentiated as the per-channel
+multiplication it is, and the stem's input gradient by PyTorch's own transposed convolution
+(``lean_input_gradients``); and an opt-in copy of a model for input gradients (``fused_copy``),
+with each eval-mode BatchNorm folded into the convolution before it and channels-last weights.
+Folding is exact in arithmetic but rounds differently, and in a ReLU network a unit whose input
+lies within rounding of zero can then switch, which changes the gradient around it (see
+``saliency.class_gradients``), so the library does not use it unless asked. The copy is cached per
+model and remade whenever one of the model's parameters or buffers changes, in place or replaced;
+a model in training mode, with hooks, or that torch.fx cannot trace is used as it is."""
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 # model -> (the tensors and versions the copy was made from, the copy); weak, so models are freed as usual.
 _FUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -58,6 +61,34 @@ def channels_last(model: nn.Module, images: torch.Tensor) -> Iterator[None]:
                     parameter.data = parameter.data.contiguous()
 
 
+LEAN_PARTS = ("batch_norm", "stem")
+
+
+@contextmanager
+def lean_input_gradients(images: torch.Tensor, parts: Collection[str] = LEAN_PARTS) -> Iterator[None]:
+    """Within the block, on the CPU, float32 layers are differentiated for their input alone, more cheaply
+    than PyTorch does by default; the forward pass is untouched. Parameters get no gradient through
+    them, so use it only for input gradients. ``parts`` picks which:
+
+    - ``"batch_norm"``: eval-mode ``F.batch_norm`` as the per-channel multiplication it is, the same
+      values bit for bit, without the reductions over the whole batch for the parameters' gradients
+      that PyTorch's CPU kernel runs even when nobody asks for them (1.07–1.13× for all-class gradients
+      of ResNet-18 at 32×32, benchmarks/results.md, "Lowering the gradients' floor");
+    - ``"stem"``: ``F.conv2d`` of an input of at most four channels that requires a gradient (the first
+      convolution on RGB images) by PyTorch's own transposed convolution instead of oneDNN's slower
+      backward (see ``_StemConv2d``). It rounds differently: the gradients differ from PyTorch's by
+      rounding alone (under 3e-7 of their largest value), and lie as close to a float64 computation.
+    """
+    unknown = set(parts) - set(LEAN_PARTS)
+    if unknown:
+        raise ValueError(f"unknown lean parts {sorted(unknown)}: choose from {LEAN_PARTS}")
+    if images.device.type != "cpu" or not parts:
+        yield
+        return
+    with _LeanInputGradients(frozenset(parts)):
+        yield
+
+
 def to_channels_last(batch: torch.Tensor) -> torch.Tensor:
     """The batch in channels-last memory when it is 4-D images, else as it is."""
     return batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch
@@ -90,6 +121,94 @@ def _fuse(model: nn.Module) -> nn.Module:
         return model
     fused.requires_grad_(False)
     return fused.to(memory_format=torch.channels_last)
+
+
+class _LeanInputGradients(TorchFunctionMode):
+    def __init__(self, parts: frozenset[str]):
+        super().__init__()
+        self.parts = parts
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.batch_norm and "batch_norm" in self.parts:
+            call = _batch_norm_arguments(*args, **kwargs)
+            if _is_lean(call):
+                return _EvalBatchNorm.apply(*call[:5], call[-1])
+        if func is F.conv2d and "stem" in self.parts:
+            call = _conv2d_arguments(*args, **kwargs)
+            if _is_stem(call):
+                return _StemConv2d.apply(*call[:6])
+        return func(*args, **kwargs)
+
+
+def _conv2d_arguments(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> tuple:
+    return input, weight, bias, stride, padding, dilation, groups
+
+
+def _is_stem(call) -> bool:
+    input, weight, bias, stride, padding, dilation, groups = call
+    return (input.dim() == 4 and input.shape[1] <= 4 and input.requires_grad and groups == 1
+            and not isinstance(padding, str) and input.dtype == weight.dtype == torch.float32)  # fmt: skip
+
+
+class _StemConv2d(torch.autograd.Function):
+    """A convolution of few input channels whose backward gives the input's gradient only, by PyTorch's own
+    transposed convolution: oneDNN's, which ``F.conv2d`` would use, took 1.8–2.2× as long for the 7×7
+    stride-2 stems of the basic CNN and ResNet-18 on 32×32 images (4.6 against 8.2 ms for 64 images)."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation):
+        output = F.conv2d(input, weight, bias, stride, padding, dilation)
+        ctx.weight = weight.detach()
+        pairs = [(v, v) if isinstance(v, int) else tuple(v) for v in (stride, padding, dilation)]
+        ctx.stride, ctx.padding, ctx.dilation = pairs
+        kernel = weight.shape[2:]
+        # What the transposed convolution must add at the far edge to give back the input's size.
+        ctx.output_padding = [input.shape[2 + d] - ((output.shape[2 + d] - 1) * pairs[0][d] - 2 * pairs[1][d]
+                                                    + pairs[2][d] * (kernel[d] - 1) + 1) for d in (0, 1)]  # fmt: skip
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        weight = ctx.weight.contiguous()
+        grad = torch.ops.aten.slow_conv_transpose2d(
+            grad_output.contiguous(), weight, list(weight.shape[2:]), None, list(ctx.stride), list(ctx.padding),
+            ctx.output_padding, list(ctx.dilation),
+        )  # fmt: skip
+        return grad, None, None, None, None, None
+
+
+def _batch_norm_arguments(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                          eps=1e-5) -> tuple:  # fmt: skip
+    return input, running_mean, running_var, weight, bias, training, momentum, eps
+
+
+def _is_lean(call) -> bool:
+    input, running_mean, running_var, weight, bias, training = call[:6]
+    return (not training and running_mean is not None and running_var is not None
+            and input.dtype == torch.float32
+            and all(t is None or (t.dtype == input.dtype and not t.requires_grad)
+                    for t in (running_mean, running_var))
+            and all(t is None or t.dtype == input.dtype for t in (weight, bias)))  # fmt: skip
+
+
+class _EvalBatchNorm(torch.autograd.Function):
+    """Eval-mode batch norm whose backward gives the input's gradient only, rounded as PyTorch's CPU kernel
+    rounds it: (dy · invstd) · weight, with invstd = 1 / sqrt(var + eps) taken in float64."""
+
+    @staticmethod
+    def forward(ctx, input, running_mean, running_var, weight, bias, eps):
+        shape = (-1,) + (1,) * (input.dim() - 2)
+        ctx.invstd = (1 / torch.sqrt(running_var.double() + eps)).to(input.dtype).view(shape)
+        ctx.weight = None if weight is None else weight.detach().view(shape)
+        return F.batch_norm(input, running_mean, running_var, weight, bias, False, 0.0, eps)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad = grad_output * ctx.invstd
+        if ctx.weight is not None:
+            grad = grad.mul_(ctx.weight)
+        return grad, None, None, None, None, None
 
 
 def _has_hooks(module: nn.Module) -> bool:
