@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from benchmarks.gradients import one_forward_c_backwards
 from signed_saliency import saliency, speed
 from signed_saliency.saliency import class_gradients
 
@@ -130,14 +131,6 @@ def test_the_fused_flag_is_honoured_for_any_dtype(fused):
     torch.testing.assert_close(class_gradients(model, images, fused=fused)[1], expected, rtol=1e-10, atol=1e-12)
 
 
-def pytorch_own_class_gradients(model, images):
-    """One forward, one backward per class, with PyTorch's own BatchNorm backward (no lean mode)."""
-    x = images.detach().requires_grad_(True)
-    logits = model(x)
-    return torch.stack([torch.autograd.grad(logits[:, c].sum(), x, retain_graph=True)[0]
-                        for c in range(logits.shape[1])], 1)  # fmt: skip
-
-
 @pytest.mark.parametrize("strategy", ["sequential", "batched"])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_the_lean_batch_norm_backward_gives_pytorchs_gradients_bit_for_bit(strategy, channels_last):
@@ -145,7 +138,7 @@ def test_the_lean_batch_norm_backward_gives_pytorchs_gradients_bit_for_bit(strat
     images = torch.rand(4, 3, 12, 12)
     if channels_last:
         model, images = model.to(memory_format=torch.channels_last), speed.to_channels_last(images)
-    expected = pytorch_own_class_gradients(model, images)
+    expected = one_forward_c_backwards(model, images)  # PyTorch's own backward, no lean mode
     with mock.patch.object(saliency, "lean_input_gradients", lambda x: speed.lean_input_gradients(x, ["batch_norm"])):
         assert torch.equal(class_gradients(model, images, strategy)[1], expected)
 

@@ -42,8 +42,9 @@ def forward_batch(images: torch.Tensor) -> int:
 def channels_last(model: nn.Module, images: torch.Tensor) -> Iterator[None]:
     """Within the block, a model on 4-D images holds its weights channels-last, and is handed back as it was.
 
-    Channels-last convolutions measured 1.70× (CNN) and 1.23× (ResNet-18) faster for the deletion
-    forwards on the CPU with identical curves (benchmarks/results.md, "Lowering the floor").
+    Channels-last convolutions measured 1.56–1.70× (CNN) and 1.07–1.35× (ResNet-18) faster for the
+    deletion forwards on the CPU across runs, with identical curves (benchmarks/results.md, "Lowering
+    the deletion floor").
     """
     if images.dim() != 4:
         yield
