@@ -59,7 +59,7 @@ class Context:
         return load_dataset(self.column.dataset, name).subset(n, self.seed)
 
     def save(self, fig, what: str) -> list[Path]:
-        """Save ``fig`` as ``<figures>/<what>_<column id>.png`` and ``.pdf``."""
+        """Save ``fig`` as ``<figures>/<what>_<column id>`` (``.png`` and ``.pdf``, or ``.jpg`` for map grids)."""
         return save_figure(fig, self.figures, f"{what}_{self.column.id}", close=False)
 
     def example_grid(self, per_class: int, seed: int):

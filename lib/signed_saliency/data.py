@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +49,20 @@ IMAGENETTE_NAMES = {
     "n03888257": "parachute",
 }
 GRAYSCALE_MODES = ("drop", "convert")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+SOURCE_NAMES = {
+    "cifar10-lossless": "offline lossless",
+    "cifar10": "offline JPEG q75 (lossy)",
+    "imagenette": "offline 160px JPEG q90",
+}
 
 
 class DataNotFoundError(FileNotFoundError):
     """A dataset is neither in the data root nor downloadable; the message says how to fill it."""
+
+
+class StaleDataWarning(UserWarning):
+    """The data root was filled from older archives than MANIFEST.json lists; ``make data`` refreshes it."""
 
 
 @dataclass(frozen=True)
@@ -151,12 +161,21 @@ def _load_cifar10(split: str, root: Path, source: str, download: bool) -> ImageS
     torchvision_dir = root / "cifar-10-batches-py"
     lossless = root / "cifar10-lossless"
     offline = root / "cifar10"
+    lossless_complete = all((lossless / s).is_dir() for s in SPLITS["cifar10"])
     if source == "torchvision" or (source == "auto" and torchvision_dir.is_dir()):
         return _cifar10_torchvision(split, root, download=source == "torchvision" and download)
-    if source == "lossless" or (source == "auto" and all((lossless / s).is_dir() for s in SPLITS["cifar10"])):
-        return _decode_folder("cifar10", split, lossless / split, root, "offline PNG (lossless)")
+    if source == "lossless" or (source == "auto" and lossless_complete):
+        return _decode_folder("cifar10", split, lossless / split, root, SOURCE_NAMES["cifar10-lossless"])
     if source == "offline" or (source == "auto" and (offline / split).is_dir()):
-        return _decode_folder("cifar10", split, offline / split, root, "offline JPEG q75 (lossy)")
+        if source == "auto" and (lossless / "test").is_dir() and expected_count("cifar10-lossless", "train"):
+            warnings.warn(
+                f"{lossless} holds only the test split, so CIFAR-10 loads from the JPEG copy {offline}; "
+                f"the archives now include the lossless train split: run `make data` (or python "
+                f"{paths.archives_dir() / 'materialize.py'} {root}) to use the official pixels",
+                StaleDataWarning,
+                stacklevel=3,
+            )
+        return _decode_folder("cifar10", split, offline / split, root, SOURCE_NAMES["cifar10"])
     if download:
         try:
             return _cifar10_torchvision(split, root, download=True)
@@ -184,7 +203,7 @@ def _load_imagenette(split: str, root: Path, grayscale: str, source: str, downlo
     if source == "lossless":
         raise ValueError("Imagenette has no lossless copy: use source='auto', 'torchvision' or 'offline'")
     if source == "offline" or (source == "auto" and offline.is_dir()):
-        return _decode_folder("imagenette", split, offline, root, "offline 160px JPEG q90", grayscale)
+        return _decode_folder("imagenette", split, offline, root, SOURCE_NAMES["imagenette"], grayscale)
     if not download:
         raise _not_found("Imagenette", root, [torchvision_dir, offline], None)
     _imagenette_download(split, root, [torchvision_dir, offline])
@@ -277,29 +296,72 @@ def _decode_files(
     return images, labels, grayscale_count
 
 
-def _check_expected_count(folder: Path, found: int) -> None:
-    """Compare with MANIFEST.json when the folder is an offline copy; a short copy is an error."""
+def _manifest() -> dict | None:
     manifest_file = paths.archives_dir() / "MANIFEST.json"
-    marker = folder / ".materialized"
-    if not (marker.exists() and manifest_file.exists()):
-        return
-    manifest = json.loads(manifest_file.read_text())
-    digest = marker.read_text().split()[0] if marker.read_text().strip() else ""
-    for archive, entry in manifest.get("archives", {}).items():
-        if entry.get("sha256") == digest and entry.get("images") != found:
-            raise DataNotFoundError(
-                f"{folder} holds {found} images but {archive} has {entry['images']}: "
-                f"the copy is incomplete; rerun python {paths.archives_dir() / 'materialize.py'} "
-                f"{folder.parents[1]}"
-            )
+    return json.loads(manifest_file.read_text()) if manifest_file.exists() else None
 
 
-def expected_count(dataset_dir: str, split: str) -> int | None:
-    """How many images the offline archive for ``<dataset_dir>/<split>`` holds, per MANIFEST.json."""
-    manifest_file = paths.archives_dir() / "MANIFEST.json"
-    if not manifest_file.exists():
+def split_totals(dataset_dir: str, split: str) -> dict | None:
+    """MANIFEST.json's totals for ``<dataset_dir>/<split>`` (``images``, ``per_class``, ``modes``,
+    ``archives``), or None without a manifest or for a split it does not list.
+
+    Format 2 lists them under ``splits``; for a format-1 manifest they are built from its one archive.
+    """
+    manifest = _manifest()
+    if manifest is None:
         return None
-    for entry in json.loads(manifest_file.read_text()).get("archives", {}).values():
+    if f"{dataset_dir}/{split}" in manifest.get("splits", {}):
+        return manifest["splits"][f"{dataset_dir}/{split}"]
+    for name, entry in manifest.get("archives", {}).items():
         if entry.get("dataset_dir") == dataset_dir and entry.get("split") == split:
-            return int(entry["images"])
+            return {"images": entry["images"], "per_class": entry.get("per_class", {}),
+                    "modes": entry.get("modes", {}), "archives": [name]}  # fmt: skip
     return None
+
+
+def expected_count(dataset_dir: str, split: str, grayscale: str = "convert") -> int | None:
+    """How many images the offline copy of ``<dataset_dir>/<split>`` holds in all its archives, per
+    MANIFEST.json's split totals; with ``grayscale="drop"``, how many of them are colour."""
+    totals = split_totals(dataset_dir, split)
+    if totals is None:
+        return None
+    if grayscale == "drop":
+        return int(totals["images"]) - int(totals.get("modes", {}).get("L", 0))
+    return int(totals["images"])
+
+
+def _check_expected_count(folder: Path, found: int) -> None:
+    """Compare an offline copy with MANIFEST.json: a short copy is an error, one from older archives a warning.
+
+    The ``.materialized`` marker lists the sha256 of every archive the split was extracted from,
+    one a line; a copy made before a split gained parts lists fewer of them.
+    """
+    manifest = _manifest()
+    marker = folder / ".materialized"
+    totals = split_totals(folder.parent.name, folder.name)
+    if manifest is None or totals is None or not marker.exists():
+        return
+    digests = set(marker.read_text().split())
+    archives = manifest.get("archives", {})
+    by_digest = {entry["sha256"]: name for name, entry in archives.items()}
+    made_from = [by_digest[d] for d in digests if d in by_digest]
+    materialize = f"python {paths.archives_dir() / 'materialize.py'} {folder.parents[1]}"
+    if len(made_from) < len(digests):
+        warnings.warn(f"{folder} was extracted from archives that {paths.archives_dir() / 'MANIFEST.json'} "
+                      f"does not list, so its image count cannot be checked; run `make data` "
+                      f"(or {materialize}) to refresh it", StaleDataWarning, stacklevel=4)  # fmt: skip
+        return
+    expected = sum(int(archives[name]["images"]) for name in made_from)
+    if found != expected:
+        raise DataNotFoundError(
+            f"{folder} holds {found} images but its archives ({', '.join(sorted(made_from))}) hold {expected}: "
+            f"the copy is incomplete; rerun {materialize}"
+        )
+    if set(made_from) != set(totals["archives"]):
+        warnings.warn(
+            f"{folder} holds {found} of the {totals['images']} images the archives now have: it was filled "
+            f"from older archives ({', '.join(sorted(made_from))}). It works as it is; run `make data` "
+            f"(or {materialize}) to refresh it",
+            StaleDataWarning,
+            stacklevel=4,
+        )

@@ -1,7 +1,9 @@
 """Figures: map grids like the paper's, deletion curves, training curves, and saving them.
 
 Every function returns a matplotlib ``Figure`` and draws nothing to the screen by itself;
-``save_figure`` writes it as PNG and PDF, atomically, to a file name that says what it shows.
+``save_figure`` writes it atomically, to a file name that says what it shows: a plot as PNG and
+PDF (vector), a figure of photographs (map grids) as one JPEG at a modest resolution, since a PDF
+of hundreds of embedded images is megabytes that every clone carries.
 Maps are drawn with one colour map and one colour bar per figure, each map scaled per image
 to [0, 1] by ``saliency.scale_for_display`` (display only; the maps stay raw elsewhere).
 """
@@ -96,15 +98,33 @@ def plot_history(history: Sequence[Mapping[str, float]], title: str = "") -> Fig
     return fig
 
 
+PLOT_DPI = 100
+PICTURE_DPI = 80  # map grids: ~1 MB for the largest (Appendix A, Imagenette, 40 rows) as JPEG q85
+PICTURE_QUALITY = 85
+
+
+def shows_photographs(fig: Figure) -> bool:
+    """Whether ``fig`` draws an RGB image (a map grid's input column), not only plots and heatmaps."""
+    return any(image.get_array().ndim == 3 for ax in fig.axes for image in ax.get_images())
+
+
 def save_figure(fig: Figure, directory: str | Path, stem: str, close: bool = True) -> list[Path]:
-    """Write ``<directory>/<stem>.png`` and ``.pdf`` atomically; returns the two paths."""
+    """Write ``fig`` atomically and return the paths written.
+
+    A figure of photographs (``shows_photographs``) becomes ``<directory>/<stem>.jpg``
+    (JPEG quality 85 at 80 dpi); any other figure ``<stem>.png`` and ``<stem>.pdf`` at 100 dpi.
+    """
+    pictures = shows_photographs(fig)
     written = []
-    for suffix in (".png", ".pdf"):
+    for suffix in (".jpg",) if pictures else (".png", ".pdf"):
         target = Path(directory) / f"{stem}{suffix}"
         with atomic_path(target) as tmp:
             # Fixed metadata keeps reruns byte-stable where the backend allows it.
-            metadata = {"Software": None} if suffix == ".png" else {"CreationDate": None, "Producer": None}
-            fig.savefig(tmp, format=suffix[1:], dpi=100, metadata=metadata)
+            if suffix == ".jpg":
+                fig.savefig(tmp, format="jpeg", dpi=PICTURE_DPI, pil_kwargs={"quality": PICTURE_QUALITY})
+            else:
+                metadata = {"Software": None} if suffix == ".png" else {"CreationDate": None, "Producer": None}
+                fig.savefig(tmp, format=suffix[1:], dpi=PLOT_DPI, metadata=metadata)
         written.append(target)
     if close:
         plt.close(fig)
@@ -123,7 +143,11 @@ def plot_class_sensitivity(sensitivity: Mapping[str, Mapping[str, float | None]]
 
 
 def plot_randomization(randomization: Mapping[str, Sequence[Mapping]], title: str = "") -> Figure:
-    """Spearman correlation and SSIM with the trained model's maps as layers are re-initialised, per method."""
+    """Spearman correlation and SSIM with the trained model's maps as layers are re-initialised, per method.
+
+    A kind whose comparison is undefined at some step (None or NaN: its maps are constant) is left out,
+    as the tables leave it out, rather than drawn as a flat line.
+    """
     methods = list(randomization)
     fig, axes = plt.subplots(2, len(methods), figsize=(2.4 * len(methods) + 0.6, 4.8), squeeze=False,
                              sharey="row", layout="constrained")  # fmt: skip
@@ -134,6 +158,8 @@ def plot_randomization(randomization: Mapping[str, Sequence[Mapping]], title: st
             ax = axes[row, column]
             for kind in CURVE_STYLE:
                 values = [1.0, *(s[metric][kind] for s in steps)]  # layer 0: the trained model's own maps
+                if any(v is None or v != v for v in values):
+                    continue  # undefined (a constant map, e.g. RectGrad's all-zero negative): drawn nowhere
                 ax.plot(layers, values, marker="o", ms=3, label=kind, **CURVE_STYLE[kind])
             ax.axhline(0, color="0.8", linewidth=0.8, zorder=0)
             ax.set(ylim=(-0.25, 1.05), title=method if row == 0 else "")

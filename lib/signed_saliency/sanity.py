@@ -33,7 +33,7 @@ class RandomizationStep(NamedTuple):
     layers: int
     last_layer: str
     spearman: dict[str, float]
-    ssim: dict[str, float]
+    ssim: dict[str, float | None]
 
 
 def class_sensitivity(
@@ -87,9 +87,16 @@ def cascading_randomization(
         steps.append(RandomizationStep(
             position, name,
             {k: finite_mean(spearman(trained[k], maps[k])) for k in kinds},
-            {k: ssim(scale_for_display(trained[k]), scale_for_display(maps[k])).mean().item() for k in kinds},
+            {k: finite_mean(_defined_ssim(trained[k], maps[k])) for k in kinds},
         ))  # fmt: skip
     return steps
+
+
+def _defined_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM per image, NaN where either map is constant: two all-zero maps compare as 1.0, which would read
+    as "survives randomisation" for a map that holds no information (RectGrad's negative map)."""
+    constant = (a.flatten(1).amax(1) == a.flatten(1).amin(1)) | (b.flatten(1).amax(1) == b.flatten(1).amin(1))
+    return ssim(scale_for_display(a), scale_for_display(b)).masked_fill(constant, float("nan"))
 
 
 def randomized_copy(model: nn.Module, layers: int | None = None, seed: int = 0) -> nn.Module:
