@@ -4,8 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARCHIVES ?= $(or $(SIGNED_SALIENCY_ARCHIVES),../shared/datasets)
 DATA ?= $(or $(SIGNED_SALIENCY_DATA),data)
-PROFILE ?= quick
+PROFILE ?= auto
 ONLY ?=
+# A closed explorer tab leaves its kernel (and its model and data, ~2 GB for Imagenette) running: shut down
+# kernels that no browser has been connected to for 5 minutes, checking every minute.
+# share/jupyter/voila/templates/signed-saliency is Voila's lab template without its CDN stylesheets.
+EXPLORE_OPTIONS := --template=signed-saliency --MappingKernelManager.cull_idle_timeout=300 \
+	--MappingKernelManager.cull_interval=60 --MappingKernelManager.cull_connected=False
 
 .DEFAULT_GOAL := help
 .PHONY: help venv data browser test lint reproduce train bench explore lab clean
@@ -37,7 +42,7 @@ lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff check lib tests benchmarks
 	$(VENV)/bin/ruff format --check lib tests benchmarks
 
-reproduce: venv data ## set up and run the notebook chain: PROFILE=smoke|quick|paper (default quick), ONLY=cifar10/cnn
+reproduce: venv data ## set up and run the notebook chain: PROFILE=auto|smoke|quick|paper (auto: paper with CUDA, else quick), ONLY=cifar10/cnn
 	$(PY) -m signed_saliency.reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
 
 train: venv data ## train + evaluate the CIFAR-10 CNN alone with the paper's settings (50 epochs)
@@ -47,7 +52,8 @@ bench: venv data ## time ours against a per-class loop, Captum, Quantus and the 
 	$(PY) -m benchmarks
 
 explore: venv data ## serve the explorer (notebooks/05_explore.ipynb) as a Voila app on 127.0.0.1:8866
-	$(VENV)/bin/voila notebooks/05_explore.ipynb --port=8866 --Voila.ip=127.0.0.1
+	JUPYTER_PATH=share/jupyter $(VENV)/bin/voila notebooks/05_explore.ipynb --port=8866 --Voila.ip=127.0.0.1 \
+		$(EXPLORE_OPTIONS)
 
 lab: venv data ## open the notebooks in JupyterLab to read along (run them top to bottom; defaults take seconds)
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/

@@ -11,6 +11,7 @@ from signed_saliency.attribution import (
     attribution_maps,
     attribution_maps_for,
     class_attributions,
+    options_for,
     row_percentile,
 )
 from signed_saliency.models import BasicCNN, build
@@ -143,7 +144,7 @@ def test_relu_rules_refuse_a_model_without_relu():
 def test_maps_of_every_method_and_kind(small):
     model, images = small
     for method in ATTRIBUTIONS:
-        maps = attribution_maps(model, images, method, samples=2, steps=2)
+        maps = attribution_maps(model, images, method, **options_for(method, {"samples": 2, "steps": 2}))
         assert set(maps) == {"original", "positive", "negative", "active", "inactive"}
         assert all(m.shape == (3, 32, 32) and (m >= 0).all() for m in maps.values()), method
     torch.testing.assert_close(attribution_maps(model, images, "gradient"), saliency_maps(model, images))
@@ -153,3 +154,67 @@ def test_maps_of_every_method_and_kind(small):
     torch.testing.assert_close(highest["original"], saliency_maps(model, images, ["original"])["original"])
     with pytest.raises(ValueError, match="unknown attribution method"):
         attribution_maps(model, images, "lrp")
+
+
+def test_options_a_method_ignores_or_cannot_use_are_refused(small):
+    model, images = small
+    with pytest.raises(ValueError, match="gradient takes no options; steps would be ignored"):
+        attribution_maps(model, images, "gradient", steps=4)
+    with pytest.raises(ValueError, match="integrated_gradients takes steps; samples would be ignored"):
+        attribution_maps(model, images, "integrated_gradients", samples=4)
+    refused = [
+        ("smoothgrad", {"samples": 0}, "samples must be a whole number ≥ 1, got 0"),
+        ("smoothgrad", {"samples": 2.5}, "samples must be a whole number"),
+        ("smoothgrad", {"noise": -0.1}, "noise must be a finite number ≥ 0"),
+        ("integrated_gradients", {"steps": 0}, "steps must be a whole number ≥ 1"),
+        ("rectgrad", {"percentile": 101}, r"percentile must lie in \[0, 100\]"),
+        ("smoothgrad", {"generator": 3}, "generator must be a torch.Generator"),
+    ]
+    for method, option, message in refused:
+        with pytest.raises(ValueError, match=message):
+            attribution_maps(model, images, method, **option)
+    assert options_for("smoothgrad", {"samples": 2, "steps": 3, "noise": 0.1}) == {"samples": 2, "noise": 0.1}
+    assert options_for("gradient", {"samples": 2}) == {}
+
+
+def test_relu_rules_on_mixed_activations_refuse_or_warn_by_an_explicit_parameter():
+    import warnings
+    from collections import Counter
+
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v3_small(num_classes=10).eval()
+    counts = Counter(type(m).__name__ for m in model.modules())
+    assert counts["ReLU"] and counts["Hardswish"]  # the mix the rule was silently half-applied to
+    images = torch.rand(2, 3, 32, 32)
+    for method in ("guided_backprop", "rectgrad"):
+        with pytest.raises(ValueError, match=f"{counts['ReLU']} ReLU modules .* not at its .*{counts['Hardswish']} "
+                                             "Hardswish.*other_activations='warn'"):  # fmt: skip
+            attribution_maps(model, images, method)
+        with pytest.warns(UserWarning, match=f"not at its .*{counts['Hardswish']} Hardswish"):
+            maps = attribution_maps(model, images, method, other_activations="warn")
+        assert all(torch.isfinite(m).all() for m in maps.values())
+    with pytest.raises(ValueError, match="other_activations must be 'refuse' or 'warn'"):
+        attribution_maps(model, images, "guided_backprop", other_activations="ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        attribution_maps(build("resnet18"), images, "guided_backprop")  # ReLUs only: neither refused nor warned
+
+
+def test_a_new_method_is_one_function_and_one_registry_entry(small, monkeypatch):
+    from signed_saliency import attribution
+
+    def doubled_gradient(model, images, factor: float = 2.0):
+        logits, grads = class_gradients(model, images)
+        return logits, factor * grads
+
+    monkeypatch.setitem(attribution.REGISTRY, "doubled_gradient", doubled_gradient)
+    model, images = small
+    assert attribution.method_options("doubled_gradient") == ("factor",)
+    maps = attribution_maps(model, images, "doubled_gradient", factor=3.0)
+    plain = saliency_maps(model, images)
+    for kind in ("original", "positive", "negative", "active", "inactive"):
+        torch.testing.assert_close(maps[kind], 3.0 * plain[kind])
+    with pytest.raises(ValueError, match="doubled_gradient takes factor; steps would be ignored"):
+        attribution_maps(model, images, "doubled_gradient", steps=2)

@@ -11,14 +11,11 @@ import torch
 import signed_saliency
 from signed_saliency import paths, reproduce
 from signed_saliency.profiles import PROFILES, get_profile
-from signed_saliency.tables import TABLES, assemble, finite_in_range, write_record
+from signed_saliency.tables import FIGURES_BY_RECORD, TABLES, assemble, finite_in_range, missing_figures, write_record
 
 NOTEBOOK_FILES = sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
-FIGURES_PER_COLUMN = ("fig_training", "fig_maps", "fig_deletion_black_test", "fig_deletion_white_test",
-                      "appendixA_maps", "appendixB_deletion_black_train", "appendixB_deletion_white_train",
-                      "fig_sanity_class_sensitivity", "fig_sanity_randomization", "fig_sanity_examples_class",
-                      "fig_sanity_examples_randomized", "fig_beyond_auc", "fig_beyond_darker0.5",
-                      "fig_beyond_brighter0.5")  # fmt: skip
+FIGURES_PER_COLUMN = tuple(stem for stems in FIGURES_BY_RECORD.values() for stem in stems)
+MAP_GRIDS = ("fig_maps", "appendixA_maps", "fig_sanity_examples_class", "fig_sanity_examples_randomized")
 
 
 def parameters_cell(notebook):
@@ -61,8 +58,10 @@ def test_smoke_profile_runs_the_whole_chain(tmp_path, capsys):
         assert "pretrained" in label and "hub" in reason and ".pth" in reason
     for column in ran:
         for stem in FIGURES_PER_COLUMN:
-            for suffix in (".png", ".pdf"):
+            for suffix in (".jpg",) if stem in MAP_GRIDS else (".png", ".pdf"):
                 assert (figures / f"{stem}_{column.id}{suffix}").stat().st_size > 1000, (stem, column.id)
+            other = (".png", ".pdf") if stem in MAP_GRIDS else (".jpg",)
+            assert not any((figures / f"{stem}_{column.id}{suffix}").exists() for suffix in other), stem
         for notebook in reproduce.NOTEBOOKS:
             executed = nbformat.read(build / column.id / f"{notebook}.ipynb", as_version=4)
             assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
@@ -175,11 +174,58 @@ def test_tables_from_records(tmp_path):
     assert "Nowhere: in all 4 comparisons of these 1 columns" in (tmp_path / "README.md").read_text()
 
 
+def test_missing_figures_are_named_for_the_notebooks_that_ran(tmp_path):
+    column = get_profile("paper").columns[0]
+    write_record(tmp_path, "train", column.id, {"test_accuracy": 0.6})
+    write_record(tmp_path, "deletion_test", column.id, {"images": 1})
+    (tmp_path / "fig_training_cifar10_cnn.png").write_bytes(b"x")
+    (tmp_path / "fig_maps_cifar10_cnn.jpg").write_bytes(b"x")
+    assert missing_figures(tmp_path, column) == ["fig_deletion_black_test_cifar10_cnn",
+                                                 "fig_deletion_white_test_cifar10_cnn"]  # fmt: skip
+
+
+def test_undefined_values_are_empty_in_csv_and_na_in_markdown_and_latex(tmp_path):
+    profile = get_profile("paper")
+    sanity = {"images": 4, "class_sensitivity": {"rectgrad": {"positive": 0.9, "negative": float("nan")}},
+              "randomization": {"rectgrad": [{"layers": 1, "spearman": {"positive": 0.3, "negative": None},
+                                              "ssim": {"positive": 0.4, "negative": None}}]}}  # fmt: skip
+    write_record(tmp_path, "sanity", "cifar10_cnn", sanity)
+    assemble(profile, tmp_path)
+    for suffix in (".csv", ".md", ".tex"):
+        text = (tmp_path / "tables" / f"tableS_sanity_checks{suffix}").read_text()
+        assert "nan" not in text.lower().replace("tanh", "") and "None" not in text
+    with open(tmp_path / "tables" / "tableS_sanity_checks.csv") as file:
+        rows = {row["row"]: row for row in csv.DictReader(file)}
+    assert rows["rectgrad/negative class sensitivity"]["cifar10/cnn"] == ""
+    assert rows["rectgrad/negative randomised"]["cifar10/cnn"] == ""
+    assert rows["rectgrad/positive class sensitivity"]["cifar10/cnn"] == "0.9"
+    md = (tmp_path / "tables" / "tableS_sanity_checks.md").read_text()
+    assert "| rectgrad/negative class sensitivity | n/a | n/a |" in md
+    tex = (tmp_path / "tables" / "tableS_sanity_checks.tex").read_text()
+    assert r"rectgrad/negative randomised & n/a & n/a" in tex
+
+
 def test_the_runner_materializes_from_the_archives_first(tmp_path, capsys):
     with pytest.raises(ValueError, match="no materialize.py in"):
         reproduce.materialize(tmp_path, ["cifar10"])
     assert reproduce.main(["--profile", "smoke", "--archives", str(tmp_path), "--only", "cifar10/cnn"]) == 1
     assert f"no materialize.py in {tmp_path}" in capsys.readouterr().err
+
+
+def test_auto_profile_is_paper_with_cuda_and_quick_without(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    profile, why = reproduce.choose_profile("auto")
+    assert profile == "quick" and "no CUDA" in why and "PROFILE=paper" in why
+    assert reproduce.choose_profile("smoke") == ("smoke", "as requested")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H200")
+    assert reproduce.choose_profile("auto") == ("paper", "CUDA is available (NVIDIA H200): the exact protocol")
+    assert reproduce.choose_profile("auto", "cpu")[0] == "quick"
+    # The runner says which profile it chose, and why, before it starts.
+    assert reproduce.main(["--tables-only", "--figures-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "README.md").read_text().startswith("# Results of the `paper` profile")
+    assert capsys.readouterr().out.startswith("profile auto → paper: CUDA is available (NVIDIA H200)")
+    assert "PROFILE ?= auto" in (paths.REPO_ROOT / "Makefile").read_text()
 
 
 def test_run_record_names_the_device_and_versions(monkeypatch):

@@ -1,6 +1,8 @@
 """The explorer: driven through its controls in Python, and in a real browser through Voila."""
 
+import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -8,6 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,14 +117,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def voila(checkpoints, data_root, tmp_path):
+@contextlib.contextmanager
+def served(checkpoints, data_root, tmp_path, *options):
+    """The explorer served by Voila on a free loopback port: (url, server process)."""
     port = free_port()
-    env = {**os.environ, paths.CHECKPOINTS_ENV: str(checkpoints), paths.DATA_ENV: str(data_root)}
+    env = {
+        **os.environ,
+        paths.CHECKPOINTS_ENV: str(checkpoints),
+        paths.DATA_ENV: str(data_root),
+        "JUPYTER_PATH": str(paths.REPO_ROOT / "share" / "jupyter"),
+    }  # as `make explore` serves it
     voila_bin = os.path.join(os.path.dirname(sys.executable), "voila")
     server = subprocess.Popen(
         [voila_bin, str(paths.NOTEBOOKS_DIR / "05_explore.ipynb"), "--no-browser", f"--port={port}",
-         "--Voila.ip=127.0.0.1"],
+         "--Voila.ip=127.0.0.1", "--template=signed-saliency", *options],
         env=env, stdout=open(tmp_path / "voila.log", "w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
@@ -133,7 +142,7 @@ def voila(checkpoints, data_root, tmp_path):
             except OSError:
                 assert server.poll() is None, (tmp_path / "voila.log").read_text()
                 time.sleep(0.5)
-        yield url
+        yield url, server
     finally:
         server.terminate()
         try:
@@ -142,18 +151,70 @@ def voila(checkpoints, data_root, tmp_path):
             server.kill()
 
 
+@pytest.fixture
+def voila(checkpoints, data_root, tmp_path):
+    with served(checkpoints, data_root, tmp_path) as (url, _):
+        yield url
+
+
+def browser_context(playwright, tmp_path):
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for this test: apt-get install chromium (make test does it)"
+    return playwright.chromium.launch_persistent_context(
+        tempfile.mkdtemp(dir=tmp_path), executable_path=chromium, headless=True,
+        args=["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"],
+        viewport={"width": 1400, "height": 1000},
+    )  # fmt: skip
+
+
+def kernels_of(server) -> list[int]:
+    """The kernel processes a Voila server started (its children running ipykernel)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            command = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields.get("PPid", "0")) == server.pid and b"ipykernel" in command:
+            found.append(int(status.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="counts kernel processes through /proc (Linux)")
+def test_a_closed_tab_kernel_is_culled_with_the_make_explore_settings(checkpoints, data_root, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    makefile = (paths.REPO_ROOT / "Makefile").read_text()
+    options = re.findall(r"--MappingKernelManager\.(\w+)=", makefile)
+    assert set(options) == {"cull_idle_timeout", "cull_interval", "cull_connected"}  # what `make explore` passes
+    quick = [
+        "--MappingKernelManager.cull_idle_timeout=3",
+        "--MappingKernelManager.cull_interval=1",
+        "--MappingKernelManager.cull_connected=False",
+    ]  # the same settings, in seconds instead of minutes
+    with served(checkpoints, data_root, tmp_path, *quick) as (url, server), sync_playwright() as playwright:
+        browser = browser_context(playwright, tmp_path)
+        page = browser.new_page()
+        page.goto(url, timeout=120_000)
+        page.wait_for_selector(".ss-prediction:has-text('image #0')", timeout=120_000)
+        assert len(kernels_of(server)) >= 1
+        browser.close()  # the tab is gone; its kernel must not stay alive
+        deadline = time.monotonic() + 60
+        while kernels_of(server) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not kernels_of(server), (tmp_path / "voila.log").read_text()[-2000:]
+
+
 def test_explorer_in_a_real_browser(voila, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed for this test: apt-get install chromium (make test does it)"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch_persistent_context(
-            tempfile.mkdtemp(dir=tmp_path), executable_path=chromium, headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"],
-            viewport={"width": 1400, "height": 1000},
-        )  # fmt: skip
+        browser = browser_context(playwright, tmp_path)
         page = browser.new_page()
+        outside = []
+        page.on("request", lambda request: outside.append(request.url) if "127.0.0.1" not in request.url
+                and not request.url.startswith("data:") else None)  # fmt: skip
         page.goto(voila, timeout=120_000)
         page.wait_for_selector(".ss-prediction:has-text('image #0')", timeout=120_000)
         first_text = page.inner_text(".ss-prediction")
@@ -172,8 +233,27 @@ def test_explorer_in_a_real_browser(voila, tmp_path):
             page.keyboard.press("ArrowRight")
         page.wait_for_selector(".ss-deletion:has-text('of 30%')", timeout=30_000)
         assert page.inner_text(".ss-deletion") != deletion
+        assert not outside, f"the page asked for files from outside the machine: {outside}"
         page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
         if os.environ.get("SIGNED_SALIENCY_SCREENSHOT"):  # how the README's screenshot is made
             page.screenshot(path=os.environ["SIGNED_SALIENCY_SCREENSHOT"], full_page=True)
         browser.close()
     assert (tmp_path / "explorer.png").stat().st_size > 10_000
+
+
+def test_the_gradient_cache_evicts_the_least_recently_used_within_its_size():
+    from signed_saliency.explorer import GRADIENT_CACHE_BYTES, GradientCache
+
+    entry = lambda: (torch.zeros(10), torch.zeros(1000))  # 4,040 bytes  # noqa: E731
+    cache = GradientCache(max_bytes=3 * 4040)
+    for key in "abc":
+        cache.put((key,), entry())
+    assert len(cache) == 3 and cache.bytes == 3 * 4040
+    assert cache.get(("a",)) is not None  # "a" is now the most recently used
+    cache.put(("d",), entry())
+    assert cache.get(("b",)) is None and all(cache.get((k,)) is not None for k in "acd")
+    assert cache.bytes <= cache.max_bytes
+    cache.put(("huge",), (torch.zeros(10_000),))  # larger than the whole cache: kept alone, the rest evicted
+    assert len(cache) == 1 and cache.get(("huge",)) is not None
+    imagenette = 10 * 3 * 224 * 224 * 4  # one image's all-class gradients at 224×224
+    assert 35 <= GRADIENT_CACHE_BYTES // imagenette <= 45  # "about 40 Imagenette images", as documented

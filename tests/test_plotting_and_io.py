@@ -1,4 +1,4 @@
-"""Figures are written as PNG and PDF; atomic writes never leave half a file."""
+"""Plots are written as PNG and PDF, map grids as one JPEG; atomic writes never leave half a file."""
 
 import pytest
 import torch
@@ -6,7 +6,16 @@ from PIL import Image
 
 from signed_saliency.deletion import deletion_curve
 from signed_saliency.io import atomic_write_text
-from signed_saliency.plotting import plot_deletion_curves, plot_history, plot_map_grid, save_figure
+from signed_saliency.plotting import (
+    PICTURE_DPI,
+    plot_auc_grid,
+    plot_deletion_curves,
+    plot_history,
+    plot_map_grid,
+    plot_randomization,
+    save_figure,
+    shows_photographs,
+)
 
 
 def test_map_grid_has_image_five_maps_and_one_colour_bar(tmp_path):
@@ -18,8 +27,41 @@ def test_map_grid_has_image_five_maps_and_one_colour_bar(tmp_path):
     (colour_bar,) = [ax for ax in fig.axes if not ax.images]
     assert colour_bar.get_ylabel() == "saliency (scaled per image)"
     assert [ax.get_title() for ax in fig.axes[:6]] == ["image", *maps]
-    png, pdf = save_figure(fig, tmp_path, "fig_maps_test")
-    assert Image.open(png).size[0] > 300 and pdf.read_bytes().startswith(b"%PDF")
+    assert shows_photographs(fig)
+    width_inches = fig.get_size_inches()[0]
+    (jpeg,) = save_figure(fig, tmp_path, "fig_maps_test")
+    assert jpeg.name == "fig_maps_test.jpg" and jpeg.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG's start of image
+    with Image.open(jpeg) as written:
+        assert written.format == "JPEG" and written.size[0] == round(width_inches * PICTURE_DPI)
+    assert [p.name for p in tmp_path.iterdir()] == ["fig_maps_test.jpg"]
+
+
+def test_heatmaps_are_plots_not_photographs(tmp_path):
+    fig = plot_auc_grid({"black": {"gradient": {"original": 0.2, "positive": 0.1}}})
+    assert not shows_photographs(fig)
+    png, pdf = save_figure(fig, tmp_path, "fig_auc_test")
+    assert png.suffix == ".png" and pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_randomization_figure_leaves_out_undefined_comparisons():
+    steps = [
+        {"layers": 1, "spearman": {"original": 0.4, "negative": None}, "ssim": {"original": 0.5, "negative": None}},
+        {"layers": 2, "spearman": {"original": 0.2, "negative": None}, "ssim": {"original": 0.3, "negative": None}},
+    ]
+    steps = [
+        {
+            **s,
+            "spearman": {**dict.fromkeys(("positive", "active", "inactive"), 0.1), **s["spearman"]},
+            "ssim": {**dict.fromkeys(("positive", "active", "inactive"), 0.1), **s["ssim"]},
+        }
+        for s in steps
+    ]
+    fig = plot_randomization({"rectgrad": steps})
+    for ax in fig.axes:
+        labels = [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
+        assert "negative" not in labels and "original" in labels
+    original_ssim = [line for line in fig.axes[1].get_lines() if line.get_label() == "original"][0]
+    assert list(original_ssim.get_ydata()) == [1.0, 0.5, 0.3]
 
 
 def test_deletion_and_history_figures(tmp_path):
@@ -53,3 +95,34 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]  # no temporary file left
     atomic_write_text(target, "new")
     assert target.read_text() == "new" and oct(target.stat().st_mode & 0o777) != "0o600"
+
+
+def test_a_write_removes_what_killed_writers_left_and_keeps_live_ones(tmp_path):
+    import os
+
+    from signed_saliency.io import is_temporary
+
+    dead = tmp_path / ".table.csv.999999999.abc.tmp.csv"  # no such process
+    alive = tmp_path / f".table.csv.{os.getpid()}.xyz.tmp.csv"  # a write in progress in this process
+    other = tmp_path / ".other.csv.999999999.abc.tmp.csv"  # another target's: not ours to judge
+    for path in (dead, alive, other):
+        path.write_text("half")
+    atomic_write_text(tmp_path / "table.csv", "whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name, "table.csv"])
+    assert all(is_temporary(p) for p in (dead, alive, other)) and not is_temporary(tmp_path / "table.csv")
+
+
+def test_the_explorer_never_lists_a_temporary_checkpoint(tmp_path):
+    import shutil
+
+    from signed_saliency.explorer import finished_checkpoints
+
+    checkpoint = tmp_path / "cifar10_cnn_e1_nall_s42_00000000.pt"
+    torch.save({"finished": True, "test_accuracy": 0.5, "config": {"model": "cnn", "pretrained": False,
+                "train_size": None, "epochs": 1, "dataset": "cifar10"}}, checkpoint)  # fmt: skip
+    shutil.copy(
+        checkpoint, tmp_path / f".{checkpoint.name}.999999999.abc.tmp.pt"
+    )  # killed after writing, before rename
+    listed = finished_checkpoints(tmp_path)
+    assert [path for _, path in listed] == [checkpoint]
+    assert "1 epoch on all images" in listed[0][0]  # not "1 epochs"

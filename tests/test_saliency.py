@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from signed_saliency import saliency
+from signed_saliency import checks, saliency
 from signed_saliency.saliency import METHODS, class_gradients, saliency_maps, scale_for_display
 
 # A linear model S = W x + b on images of 2 channels × 1 × 3 pixels: g_c = W[c].
@@ -136,7 +136,7 @@ def test_results_do_not_depend_on_chunking(monkeypatch):
     model = random_cnn()
     images = torch.rand(7, 3, 8, 8, dtype=torch.float64)
     whole = saliency_maps(model, images)
-    monkeypatch.setattr(saliency, "_CHUNK_ELEMENTS", 3 * 8 * 8 * 10 * 2)  # two images per chunk
+    monkeypatch.setattr(checks, "CHUNK_ELEMENTS", 3 * 8 * 8 * 10 * 2)  # two images per chunk
     chunked = saliency_maps(model, images, target=None)
     for method in METHODS:
         torch.testing.assert_close(chunked[method], whole[method], rtol=1e-12, atol=0)

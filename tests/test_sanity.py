@@ -80,3 +80,14 @@ def test_cascading_randomization_leaves_the_model_alone_and_is_seeded():
     first = cascading_randomization(model, images, "gradient", ["original"], seed=3)[0]
     assert first.layers == 1 and first.last_layer == "classifier" and first.spearman["original"] < 1
     assert np.isfinite(first.ssim["original"])
+
+
+def test_randomization_of_a_constant_map_is_undefined_not_a_perfect_match():
+    # RectGrad's negative map is all zero by construction: zeros against zeros would score SSIM 1.0,
+    # which reads as "survives randomisation". Spearman and SSIM are both undefined (None) instead.
+    torch.manual_seed(0)
+    model, images = BasicCNN().eval(), torch.rand(3, 3, 32, 32)
+    steps = cascading_randomization(model, images, "rectgrad", ["original", "negative"], seed=1, max_steps=2)
+    for step in steps:
+        assert step.spearman["negative"] is None and step.ssim["negative"] is None
+        assert np.isfinite(step.ssim["original"]) and step.ssim["original"] < 1

@@ -6,7 +6,14 @@ import torchvision
 
 from signed_saliency import __version__, training
 from signed_saliency.data import load_dataset
-from signed_saliency.training import TrainConfig, evaluate, fit, load_checkpoint, resolve_device
+from signed_saliency.training import (
+    StaleCheckpointError,
+    TrainConfig,
+    evaluate,
+    fit,
+    load_checkpoint,
+    resolve_device,
+)
 
 pytestmark = pytest.mark.data
 
@@ -25,7 +32,7 @@ def test_one_epoch_on_a_few_thousand_images_beats_chance(data_root, tmp_path):
     )
     state = torch.load(result.checkpoint, weights_only=False)
     assert state["config"]["train_size"] == 10000 and state["finished"] and state["epoch"] == 1
-    assert state["version"] == __version__ and "JPEG" in state["data_source"]
+    assert state["version"] == __version__ and state["data_source"] == "offline lossless"
     assert [h["epoch"] for h in state["history"]] == [1]
     assert set(state["history"][0]) == {"epoch", "loss", "train_accuracy", "test_accuracy"}
     assert [p.name for p in tmp_path.iterdir()] == [result.checkpoint.name]  # no temporary files left
@@ -67,6 +74,21 @@ def test_interrupted_run_resumes_to_the_same_weights(data_root, tmp_path, monkey
     assert not forced.reused and same_weights(forced.model, uninterrupted.model)  # seeded: deterministic
 
 
+def test_a_checkpoint_from_other_data_is_refused_not_reused(data_root, tmp_path):
+    config = TrainConfig(epochs=1, train_size=300, test_size=100)
+    trained = fit(config, data_root=data_root, checkpoint_dir=tmp_path, progress=False)
+    state = torch.load(trained.checkpoint, weights_only=False)
+    for stale in ({"data_source": "offline JPEG q75 (lossy)"}, {"train_images": 200}):
+        torch.save({**state, **stale}, trained.checkpoint)  # as if trained before the data root was refreshed
+        with pytest.raises(
+            StaleCheckpointError, match=r"now gives 300 images of the offline lossless copy.*force=True"
+        ):
+            fit(config, data_root=data_root, checkpoint_dir=tmp_path, progress=False)
+    retrained = fit(config, data_root=data_root, checkpoint_dir=tmp_path, force=True, progress=False)
+    assert not retrained.reused and retrained.data_source == "offline lossless" and retrained.train_images == 300
+    assert fit(config, data_root=data_root, checkpoint_dir=tmp_path, progress=False).reused
+
+
 def test_frozen_backbone_trains_only_the_head_on_cached_features(data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
@@ -103,3 +125,79 @@ def test_device_selection_and_config_validation():
     assert TrainConfig().name != TrainConfig(seed=1).name
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint("/nonexistent/model.pt")
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"model": "vgg16"}, "unknown model 'vgg16'"),
+        ({"dataset": "mnist"}, "unknown dataset 'mnist'"),
+        ({"train_size": -5}, "train_size must be at least 1, got -5"),
+        ({"test_size": 0}, "test_size must be at least 1"),
+        ({"grayscale": "keep"}, "grayscale must be one of"),
+        ({"epochs": 2.5}, "epochs must be a whole number, got 2.5"),
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"batch_size": True}, "batch_size must be a whole number"),
+        ({"pretrained": True}, "basic CNN has no pre-trained weights"),
+        ({"lr": 0}, "lr must be a positive number"),
+        ({"lr": float("nan")}, "lr must be a positive number"),
+        ({"seed": -1}, "seed must be non-negative"),
+    ],
+)
+def test_every_config_field_is_checked_at_construction(fields, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**fields)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a pickle at all", "truncated"])
+def test_a_damaged_checkpoint_is_named_with_the_fix(data_root, tmp_path, content):
+    config = TrainConfig(epochs=1, train_size=200, test_size=100)
+    path = training.checkpoint_path(config, tmp_path)
+    if content == "truncated":
+        fit(config, data_root=data_root, checkpoint_dir=tmp_path, progress=False)
+        path.write_bytes(path.read_bytes()[:1000])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(training.DamagedCheckpointError, match=rf"{path.name} is damaged.*force=True \(--force\)"):
+        fit(config, data_root=data_root, checkpoint_dir=tmp_path, progress=False)
+    with pytest.raises(training.DamagedCheckpointError, match="is damaged"):
+        load_checkpoint(path)
+    assert not fit(config, data_root=data_root, checkpoint_dir=tmp_path, force=True, progress=False).reused
+
+
+def test_a_foreign_pt_file_is_refused_not_overwritten(data_root, tmp_path):
+    config = TrainConfig(epochs=1, train_size=200, test_size=100)
+    path = training.checkpoint_path(config, tmp_path)
+    torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(training.DamagedCheckpointError, match="not a checkpoint written by signed_saliency"):
+        fit(config, data_root=data_root, checkpoint_dir=tmp_path, progress=False)
+    assert "weights" in torch.load(path, weights_only=False)
+
+
+def test_the_cli_gives_one_line_errors_and_a_resume_hint(data_root, tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        training.main(["--train-size", "-5", "--checkpoint-dir", str(tmp_path)])
+    assert exit_info.value.code == 2 and "train_size must be at least 1" in capsys.readouterr().err
+    config = ["--epochs", "2", "--train-size", "300", "--test-size", "100", "--checkpoint-dir", str(tmp_path)]
+    real_epoch, calls = training._run_epoch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_run_epoch", interrupted)
+    assert training.main(config) == 130
+    err = capsys.readouterr().err
+    assert "interrupted after epoch 1 of 2; rerun the same command to resume" in err and "Traceback" not in err
+    monkeypatch.setattr(training, "_run_epoch", real_epoch)
+    assert training.main(config) == 0
+    assert "resumed from epoch 1" in capsys.readouterr().out
+    (tmp_path / "broken").mkdir()
+    broken = training.checkpoint_path(TrainConfig(epochs=1, train_size=300, test_size=100), tmp_path / "broken")
+    broken.write_bytes(b"")
+    assert training.main([*config[2:], "--epochs", "1", "--checkpoint-dir", str(tmp_path / "broken")]) == 2
+    assert "is damaged" in capsys.readouterr().err
+    assert training.main(["--grayscale", "convert", "--epochs", "1", "--train-size", "100", "--test-size", "50",
+                          "--checkpoint-dir", str(tmp_path)]) == 0  # fmt: skip

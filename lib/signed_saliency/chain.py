@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from signed_saliency import paths
-from signed_saliency.attribution import RELU_RULES, attribution_maps_for
+from signed_saliency.attribution import RELU_RULES, attribution_maps_for, options_for
 from signed_saliency.data import TEST_SPLIT, ImageSet, load_dataset
 from signed_saliency.deletion import FRACTIONS, DeletionCurve, predict
 from signed_saliency.evaluation import cached, method_curves, paper_curves, pick_examples
@@ -114,9 +114,10 @@ class Context:
                       "not_applicable": {m: self.why_not(m) for m in methods if not self.applies(m)},
                       "class_sensitivity": {}, "randomization": {}}  # fmt: skip
             for method in tqdm([m for m in methods if self.applies(m)], desc="sanity checks"):
-                sensitivity = class_sensitivity(self.model, batch, method, METHODS, **options)
+                sensitivity = class_sensitivity(self.model, batch, method, METHODS, **options_for(method, options))
                 result["class_sensitivity"][method] = {k: finite_mean(v) for k, v in sensitivity.items()}
-                steps = cascading_randomization(self.model, batch, method, METHODS, self.seed, max_steps, **options)
+                steps = cascading_randomization(self.model, batch, method, METHODS, self.seed, max_steps,
+                                                **options_for(method, options))  # fmt: skip
                 result["randomization"][method] = [s._asdict() for s in steps]
             return result
 
@@ -132,8 +133,9 @@ class Context:
         randomized = randomized_copy(self.model, seed=self.seed).eval()
         rows = {"class": ([], []), "randomized": ([], [])}
         for method in (m for m in methods if self.applies(m)):
-            high, low = attribution_maps_for(self.model, image, method, METHODS, ("highest", "lowest"), **options)
-            (after,) = attribution_maps_for(randomized, image, method, METHODS, (predicted,), **options)
+            own = options_for(method, options)
+            high, low = attribution_maps_for(self.model, image, method, METHODS, ("highest", "lowest"), **own)
+            (after,) = attribution_maps_for(randomized, image, method, METHODS, (predicted,), **own)
             for which, pair, names in (("class", (high, low), ("highest class", "lowest class")),
                                        ("randomized", (high, after), ("trained", "re-initialised"))):  # fmt: skip
                 rows[which][0].extend(pair)

@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,16 +159,50 @@ def load_dataset(
     return _load_imagenette(split, root, grayscale, source, download)
 
 
+def local_copy(name: str, root: str | os.PathLike | None = None) -> tuple[str, str | None] | None:
+    """Which copy ``load_dataset(name, ..., source="auto")`` reads from the data root, found without
+    decoding anything: ``(source, offline folder)`` (the folder is None for torchvision's own files),
+    or None when the data root holds no copy (the loader would then download).
+    """
+    root = paths.data_root(root)
+    choice = _auto_choice(name, root)
+    if choice == "torchvision":
+        return "torchvision (official)", None
+    if choice is None:
+        return None
+    folder = "cifar10-lossless" if choice == "lossless" else name
+    return SOURCE_NAMES[folder], folder
+
+
+def _auto_choice(name: str, root: Path) -> str | None:
+    """PROTOCOL §3's order: torchvision's files, then (CIFAR-10) both lossless splits, then the offline copy."""
+    if name == "cifar10":
+        if (root / "cifar-10-batches-py").is_dir():
+            return "torchvision"
+        if all((root / "cifar10-lossless" / s).is_dir() for s in SPLITS["cifar10"]):
+            return "lossless"
+        return "offline" if any((root / "cifar10" / s).is_dir() for s in SPLITS["cifar10"]) else None
+    if any((root / "imagenette2" / s).is_dir() for s in SPLITS["imagenette"]):
+        return "torchvision"
+    return "offline" if any((root / "imagenette" / s).is_dir() for s in SPLITS["imagenette"]) else None
+
+
 def _load_cifar10(split: str, root: Path, source: str, download: bool) -> ImageSet:
     torchvision_dir = root / "cifar-10-batches-py"
     lossless = root / "cifar10-lossless"
     offline = root / "cifar10"
-    lossless_complete = all((lossless / s).is_dir() for s in SPLITS["cifar10"])
-    if source == "torchvision" or (source == "auto" and torchvision_dir.is_dir()):
-        return _cifar10_torchvision(split, root, download=source == "torchvision" and download)
-    if source == "lossless" or (source == "auto" and lossless_complete):
+    chosen = source if source != "auto" else _auto_choice("cifar10", root)
+    if chosen == "torchvision":
+        if source == "torchvision" and not torchvision_dir.is_dir():
+            try:
+                with _removed_on_failure(root, ["cifar-10-batches-py", "cifar-10-python.tar.gz"]):
+                    return _cifar10_torchvision(split, root, download=download)
+            except Exception as error:  # noqa: BLE001 - offline, a proxy, a checksum: tell the user how to fill it
+                raise _not_found("CIFAR-10", root, [torchvision_dir], error if download else None) from error
+        return _cifar10_torchvision(split, root, download=False)
+    if chosen == "lossless":
         return _decode_folder("cifar10", split, lossless / split, root, SOURCE_NAMES["cifar10-lossless"])
-    if source == "offline" or (source == "auto" and (offline / split).is_dir()):
+    if chosen == "offline" and (source == "offline" or (offline / split).is_dir()):
         if source == "auto" and (lossless / "test").is_dir() and expected_count("cifar10-lossless", "train"):
             warnings.warn(
                 f"{lossless} holds only the test split, so CIFAR-10 loads from the JPEG copy {offline}; "
@@ -178,7 +214,8 @@ def _load_cifar10(split: str, root: Path, source: str, download: bool) -> ImageS
         return _decode_folder("cifar10", split, offline / split, root, SOURCE_NAMES["cifar10"])
     if download:
         try:
-            return _cifar10_torchvision(split, root, download=True)
+            with _removed_on_failure(root, ["cifar-10-batches-py", "cifar-10-python.tar.gz"]):
+                return _cifar10_torchvision(split, root, download=True)
         except Exception as error:  # noqa: BLE001 - any failure means: tell the user how to fill it
             raise _not_found("CIFAR-10", root, [torchvision_dir, lossless, offline / split], error) from error
     raise _not_found("CIFAR-10", root, [torchvision_dir, lossless, offline / split], None)
@@ -214,21 +251,39 @@ def _imagenette_download(split: str, root: Path, looked_for: list[Path]) -> None
     from torchvision.datasets import Imagenette
 
     try:
-        Imagenette(str(root), split=split, size="full", download=True)
+        with _removed_on_failure(root, ["imagenette2", "imagenette2.tgz"]):
+            Imagenette(str(root), split=split, size="full", download=True)
     except Exception as error:  # noqa: BLE001
         raise _not_found("Imagenette", root, looked_for, error) from error
 
 
+@contextmanager
+def _removed_on_failure(root: Path, names: list[str]):
+    """Remove what a failed download created under ``root`` (of ``names``), never what was there before."""
+    existed = {name for name in names if (root / name).exists()}
+    try:
+        yield
+    except BaseException:
+        for name in set(names) - existed:
+            target = root / name
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            elif target.exists():
+                target.unlink(missing_ok=True)
+        raise
+
+
 def _not_found(title: str, root: Path, looked_for: list[Path], error: Exception | None) -> DataNotFoundError:
     folders = "\n".join(f"  - {p}" for p in looked_for)
-    reason = f"the download failed ({type(error).__name__}: {error})" if error else "download=False"
+    reason = f"the download failed ({type(error).__name__}: {error})" if error else "nothing was downloaded"
     materialize = paths.archives_dir() / "materialize.py"
     return DataNotFoundError(
         f"{title} not found in the data root {root}; looked for:\n{folders}\n"
         f"and {reason}. Fill the data root either way:\n"
         f"  - offline: python {materialize} {root}\n"
         f"  - online: load with download=True (torchvision fetches the official files into {root})\n"
-        f"or point {paths.DATA_ENV} at a data root that already holds the data."
+        f"or point {paths.DATA_ENV} at a data root that already holds the data (the defaults are in "
+        f"{paths.describe()})."
     )
 
 
@@ -246,6 +301,9 @@ def _list_folder(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]
 
 
 def _decode_folder(name: str, split: str, folder: Path, root: Path, source: str, grayscale: str = "drop") -> ImageSet:
+    if not folder.is_dir():
+        raise _not_found({"cifar10": "CIFAR-10", "imagenette": "Imagenette"}[name] + f" {split} ({source})", root,
+                         [folder], None)  # fmt: skip
     classes, files = _list_folder(folder)
     _check_expected_count(folder, len(files))
     size = IMAGE_SIZE[name]

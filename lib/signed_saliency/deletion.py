@@ -13,12 +13,14 @@ an image with nothing deleted. The forward passes of genuinely new images are th
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from signed_saliency.checks import check_images, check_logits, evaluating
 from signed_saliency.speed import channels_last, forward_batch, to_channels_last
 
 FRACTIONS = (0, 0.03, 0.05, 0.07, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -150,44 +152,39 @@ def deletion_curves(
             f"{type(curves).__name__}"
         )
     fillers = {key: _filler(fill) for key, (_, fill) in curves.items()}
+    check_images(images)
     for saliency, _ in curves.values():
         _check_pair(images, saliency)
     batch_size = forward_batch(images) if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     pixels = images.shape[-2] * images.shape[-1]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), channels_last(model, images):
-            images = to_channels_last(images)  # once, so that every altered batch gathered from it is channels-last
-            if original_predictions is None:
-                original_predictions = predict(model, images, batch_size)
-            elif original_predictions.shape != (images.shape[0],):
-                raise ValueError(
-                    f"original_predictions must have shape ({images.shape[0]},), "
-                    f"got {tuple(original_predictions.shape)}"
-                )
-            original_predictions = original_predictions.to(images.device)
-            batches = _AlteredBatches(model, images, min(batch_size, len(images) * len(fractions) * len(curves)))
-            chunk = max(1, _MASK_ELEMENTS // (len(fractions) * pixels))
-            deleted, waiting = {key: [] for key in curves}, {key: [] for key in curves}
-            by_map = {}  # curves on the same map (black and white, say) share its masks
-            for key, (saliency, _) in curves.items():
-                by_map.setdefault(id(saliency), (saliency, []))[1].append(key)
-            for saliency, keys in by_map.values():
-                for start in range(0, images.shape[0], chunk):
-                    part = slice(start, start + chunk)
-                    masks, counts = _masks_and_counts(saliency[part], fractions)
-                    for key in keys:
-                        deleted[key].append(counts)
-                        waiting[key].append((part, *batches.add(part, masks, counts, fillers[key])))
-            batches.flush()
-            predictions = {key: torch.cat([_carry_forward(grew, fresh, original_predictions[part])
-                                           for part, grew, fresh in waiting[key]], dim=1)
-                           for key in curves}  # fmt: skip
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.inference_mode(), channels_last(model, images):
+        images = to_channels_last(images)  # once, so that every altered batch gathered from it is channels-last
+        if original_predictions is None:
+            original_predictions = predict(model, images, batch_size)
+        elif original_predictions.shape != (images.shape[0],):
+            raise ValueError(
+                f"original_predictions must have shape ({images.shape[0]},), got {tuple(original_predictions.shape)}"
+            )
+        original_predictions = original_predictions.to(images.device)
+        batches = _AlteredBatches(model, images, min(batch_size, len(images) * len(fractions) * len(curves)))
+        chunk = max(1, _MASK_ELEMENTS // (len(fractions) * pixels))
+        deleted, waiting = {key: [] for key in curves}, {key: [] for key in curves}
+        by_map = {}  # curves on the same map (black and white, say) share its masks
+        for key, (saliency, _) in curves.items():
+            by_map.setdefault(id(saliency), (saliency, []))[1].append(key)
+        for saliency, keys in by_map.values():
+            for start in range(0, images.shape[0], chunk):
+                part = slice(start, start + chunk)
+                masks, counts = _masks_and_counts(saliency[part], fractions)
+                for key in keys:
+                    deleted[key].append(counts)
+                    waiting[key].append((part, *batches.add(part, masks, counts, fillers[key])))
+        batches.flush()
+        predictions = {key: torch.cat([_carry_forward(grew, fresh, original_predictions[part])
+                                       for part, grew, fresh in waiting[key]], dim=1)
+                       for key in curves}  # fmt: skip
     result = {}
     for key, (_, fill) in curves.items():
         agree = (predictions[key] == original_predictions[None]).float().mean(dim=1)
@@ -200,7 +197,8 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int | None = Non
     """Predicted classes (B,) in batches, without gradients (and channels-last, see ``channels_last``)."""
     batch_size = forward_batch(images) if batch_size is None else batch_size
     with torch.inference_mode(), channels_last(model, images):
-        return torch.cat([model(to_channels_last(images[i : i + batch_size])).argmax(1)
+        return torch.cat([check_logits(model(to_channels_last(images[i : i + batch_size])),
+                                       len(images[i : i + batch_size])).argmax(1)
                           for i in range(0, len(images), batch_size)])  # fmt: skip
 
 
@@ -210,6 +208,10 @@ def auc(fractions: Sequence[float], values: Sequence[float]) -> float:
     ys = [float(y) for y in (values.tolist() if isinstance(values, torch.Tensor) else values)]
     if len(xs) != len(ys):
         raise ValueError(f"fractions and values differ in length: {len(xs)} vs {len(ys)}")
+    if len(xs) < 2:
+        raise ValueError(f"an area needs at least two points, got {len(xs)}")
+    if any(v != v for v in xs + ys):
+        raise ValueError(f"fractions and values must not hold NaN, got {xs} and {ys}")
     if any(b < a for a, b in zip(xs, xs[1:])):
         raise ValueError(f"fractions must be ascending, got {xs}")
     return sum((x1 - x0) * (y0 + y1) / 2 for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:]))
@@ -331,13 +333,24 @@ def _check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
     return fractions
 
 
+class NothingToDeleteWarning(UserWarning):
+    """Some maps are constant (all zero, say): no pixel ranks above another, so nothing is deleted from them."""
+
+
 def _check_pair(images: torch.Tensor, saliency: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
-        raise ValueError(f"images must be a float tensor (B, C, H, W); got {getattr(images, 'shape', images)}")
     expected = (images.shape[0], *images.shape[2:])
-    if not isinstance(saliency, torch.Tensor) or tuple(saliency.shape) != expected:
-        raise ValueError(
-            f"saliency must have shape {expected} to match the images, got {tuple(getattr(saliency, 'shape', ()))}"
-        )
-    if saliency.is_floating_point() and (nans := int(saliency.isnan().sum())):
+    if not isinstance(saliency, torch.Tensor):
+        raise ValueError(f"saliency must be a torch.Tensor of shape {expected}, got {type(saliency).__name__}"
+                         + (": use torch.from_numpy(...)" if hasattr(saliency, "__array__") else ""))  # fmt: skip
+    if tuple(saliency.shape) != expected:
+        raise ValueError(f"saliency must have shape {expected} to match the images, got {tuple(saliency.shape)}")
+    if not saliency.is_floating_point():
+        raise ValueError(f"saliency must be a float tensor, got dtype {saliency.dtype}: its values rank the pixels, "
+                         "so convert it with .float() if an integer or boolean map is what you mean")  # fmt: skip
+    if nans := int(saliency.isnan().sum()):
         raise ValueError(f"saliency holds {nans} NaN values, which have no deletion order: replace them first")
+    low, high = saliency.flatten(1).aminmax(dim=1)
+    if constant := int((low == high).sum()):
+        warnings.warn(f"{constant} of {len(saliency)} maps are constant (all zero, say): no pixel ranks above another, "
+                      "so nothing is deleted from those images and their allegiance stays 1", NothingToDeleteWarning,
+                      stacklevel=4)  # fmt: skip

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from signed_saliency.attribution import attribution_maps
+from signed_saliency.attribution import attribution_maps, options_for
+from signed_saliency.checks import evaluating
 from signed_saliency.data import ImageSet
 from signed_saliency.deletion import FRACTIONS, DeletionCurve, auc, deletion_curves, predict
 from signed_saliency.io import atomic_torch_save
@@ -58,17 +59,17 @@ def pick_examples(
     chosen: list[list[int]] = [[] for _ in range(classes)]
     fallback: list[list[int]] = [[] for _ in range(classes)]
     predicted_of: dict[int, int] = {}
-    model.eval()
-    for start in range(0, len(order), 256):
-        index = order[start : start + 256]
-        predictions = predict(model, images.batch(index, device)).cpu()
-        for i, label, prediction in zip(index.tolist(), images.labels[index].tolist(), predictions.tolist()):
-            predicted_of[i] = prediction
-            pool = chosen[label] if label == prediction else fallback[label]
-            if len(pool) < per_class:
-                pool.append(i)
-        if all(len(c) == per_class for c in chosen):
-            break
+    with evaluating(model):
+        for start in range(0, len(order), 256):
+            index = order[start : start + 256]
+            predictions = predict(model, images.batch(index, device)).cpu()
+            for i, label, prediction in zip(index.tolist(), images.labels[index].tolist(), predictions.tolist()):
+                predicted_of[i] = prediction
+                pool = chosen[label] if label == prediction else fallback[label]
+                if len(pool) < per_class:
+                    pool.append(i)
+            if all(len(c) == per_class for c in chosen):
+                break
     rows, correct = [], []
     for c in range(classes):
         picked = (chosen[c] + fallback[c])[:per_class]
@@ -116,16 +117,17 @@ def method_curves(
     kinds = {m: tuple(dict.fromkeys(k for mm, _, k in specs if mm == m)) for m, _, _ in specs}
     agree = {"/".join(spec): torch.zeros(len(fractions)) for spec in specs}
     deleted = {key: torch.zeros(len(fractions)) for key in agree}
-    model.eval()
-    for start in tqdm(range(0, len(images), chunk), desc="deletion curves", disable=not progress):
-        batch = images.batch(slice(start, start + chunk), device)
-        original = predict(model, batch)
-        for method, method_kinds in kinds.items():
-            maps = attribution_maps(model, batch, method, method_kinds, **options)
-            wanted = {"/".join(spec): (maps[spec[2]], spec[1]) for spec in specs if spec[0] == method}
-            for key, curve in deletion_curves(model, batch, wanted, fractions, original_predictions=original).items():
-                agree[key] += curve.allegiance * len(batch)
-                deleted[key] += curve.deleted * len(batch)
+    with evaluating(model):
+        for start in tqdm(range(0, len(images), chunk), desc="deletion curves", disable=not progress):
+            batch = images.batch(slice(start, start + chunk), device)
+            original = predict(model, batch)
+            for method, method_kinds in kinds.items():
+                maps = attribution_maps(model, batch, method, method_kinds, **options_for(method, options))
+                wanted = {"/".join(spec): (maps[spec[2]], spec[1]) for spec in specs if spec[0] == method}
+                curves = deletion_curves(model, batch, wanted, fractions, original_predictions=original)
+                for key, curve in curves.items():
+                    agree[key] += curve.allegiance * len(batch)
+                    deleted[key] += curve.deleted * len(batch)
     n = len(images)
     return {
         key: DeletionCurve(tuple(fractions), agree[key] / n, deleted[key] / n, auc(fractions, agree[key] / n),

@@ -7,8 +7,10 @@ a target class (predicted, true, or any), the image with its original, positive,
 active and inactive maps (one colour map and colour bar, optionally overlaid on the image),
 and a deletion preview: fraction, black or white, the altered image for the chosen map,
 the new prediction and the top-5 probabilities. It is composed of stock widgets only. Each
-image's logits and all-class gradients are computed once and cached, so changing the
-target only re-reduces gradients and the deletion controls only redraw the preview.
+image's logits and all-class gradients are computed once and kept in a least-recently-used
+cache of at most ``GRADIENT_CACHE_BYTES`` (256 MB: about 40 Imagenette images at 224×224 or
+every CIFAR-10 image one visits), so changing the target only re-reduces gradients and the
+deletion controls only redraw the preview, and a long session's memory stays bounded.
 Problems (no checkpoint yet, data missing) show as a message in the widget, not a traceback.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import functools
 import html
 import io
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from matplotlib.figure import Figure
 from signed_saliency import paths
 from signed_saliency.data import TEST_SPLIT, DataNotFoundError, ImageSet, load_dataset
 from signed_saliency.deletion import FILLS, deletion_masks
+from signed_saliency.io import is_temporary
 from signed_saliency.saliency import METHODS, class_gradients, maps_from_gradients, scale_for_display
 from signed_saliency.training import load_checkpoint
 
@@ -49,10 +53,43 @@ class View:
     deleted_pixels: int = 0
 
 
+GRADIENT_CACHE_BYTES = 256 << 20
+
+
+class GradientCache:
+    """A least-recently-used cache of (logits, gradients) pairs, bounded by the bytes of its tensors."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.bytes = max_bytes, 0
+        self._entries: OrderedDict[tuple, tuple[torch.Tensor, ...]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple):
+        if key not in self._entries:
+            return None
+        self._entries.move_to_end(key)
+        return self._entries[key]
+
+    def put(self, key: tuple, value: tuple[torch.Tensor, ...]):
+        size = sum(t.numel() * t.element_size() for t in value)
+        if key in self._entries:
+            self.bytes -= sum(t.numel() * t.element_size() for t in self._entries.pop(key))
+        self._entries[key] = value
+        self.bytes += size
+        while self.bytes > self.max_bytes and len(self._entries) > 1:  # the newest entry always stays
+            _, evicted = self._entries.popitem(last=False)
+            self.bytes -= sum(t.numel() * t.element_size() for t in evicted)
+        return value
+
+
 def finished_checkpoints(directory: str | Path | None = None) -> list[tuple[str, Path]]:
     """(label, path) of every finished checkpoint, labelled by dataset, model, epochs and accuracy."""
     found = []
     for path in sorted(paths.checkpoints_dir(directory).glob("*.pt")):
+        if is_temporary(path):
+            continue  # a write that a killed run left behind, never a model to offer
         try:
             state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
         except Exception:  # noqa: BLE001 - a foreign or broken file is simply not offered
@@ -62,8 +99,8 @@ def finished_checkpoints(directory: str | Path | None = None) -> list[tuple[str,
         config = state["config"]
         kind = config["model"] + (" pre-trained" if config["pretrained"] else "")
         size = config["train_size"] or "all"
-        label = (f"{config['dataset']} / {kind} · {config['epochs']} epochs on {size} images · "
-                 f"test accuracy {state['test_accuracy']:.3f}")  # fmt: skip
+        epochs = f"{config['epochs']} epoch" + "s" * (config["epochs"] != 1)
+        label = f"{config['dataset']} / {kind} · {epochs} on {size} images · test accuracy {state['test_accuracy']:.3f}"
         found.append((config["dataset"], -state["test_accuracy"], label, path))
     # Grouped by dataset, the most accurate first: the default is the best model there is.
     return [(label, path) for _, _, label, path in sorted(found)]
@@ -78,7 +115,7 @@ class Explorer:
         self.device = torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)
         self.view = View()
-        self._gradients: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._gradients = GradientCache(GRADIENT_CACHE_BYTES)
         self._datasets: dict[tuple[str, str], ImageSet] = {}
         self.model = None
         self.images: ImageSet | None = None
@@ -220,10 +257,11 @@ class Explorer:
     # -- computing ---------------------------------------------------------------------------
     def _logits_and_gradients(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         key = (str(self.model_select.value), self.dataset, self.split_select.value, index)
-        if key not in self._gradients:
+        found = self._gradients.get(key)
+        if found is None:
             logits, grads = class_gradients(self.model, self.images.batch(slice(index, index + 1), self.device))
-            self._gradients[key] = (logits[0].cpu(), grads[0].cpu())
-        return self._gradients[key]
+            found = self._gradients.put(key, (logits[0].cpu(), grads[0].cpu()))
+        return found
 
     def _show_image(self) -> None:
         index = self.index_input.value
@@ -242,8 +280,10 @@ class Explorer:
         self.view.maps = {
             k: v[0] for k, v in maps_from_gradients(grads[self.view.target][None], METHODS, grads[None], index).items()
         }
-        # The pictures first: the caption then never names an image whose maps the browser has not received yet.
+        # The pictures and the deletion preview first: the caption then never names an image whose maps or
+        # preview the browser has not received yet.
         self._draw_maps()
+        self._show_deletion()
         names = self.images.class_names
         p = self.view.probabilities
         verdict = "correct" if self.view.predicted == self.view.label else "wrong"
@@ -252,7 +292,6 @@ class Explorer:
             f"<b>{names[self.view.predicted]}</b> (p = {p[self.view.predicted]:.2f}, {verdict}) · maps for "
             f"<b>{names[self.view.target]}</b>"
         )
-        self._show_deletion()
 
     def _draw_maps(self) -> None:
         image = self.images.images[self.view.index].permute(1, 2, 0).numpy()

@@ -1,4 +1,4 @@
-"""The three run profiles, defined once: ``smoke`` (CI), ``quick`` (a 2-core CPU, ≤ 100 min), ``paper``.
+"""The three run profiles, defined once: ``smoke`` (CI), ``quick`` (a 2-core CPU, ~100 min), ``paper``.
 
 A profile is a list of ``Column``s, one per model × dataset of the paper's tables, each
 saying how much to train and on how many images to measure. The runner passes a column's
@@ -7,7 +7,8 @@ values computes the same thing. ``paper`` is the exact protocol (PROTOCOL §2–
 full splits, all six columns); it needs a GPU to finish in reasonable time and ImageNet
 weights for the two pre-trained columns. ``quick`` keeps the four from-scratch columns
 with fewer epochs and image subsets so that the paper's qualitative conclusions can be
-checked on a 2-core CPU within 100 minutes; ``smoke`` touches every code path in minutes.
+checked on a 2-core CPU in about 100 minutes (figures/quick/README.md has the measured time);
+``smoke`` touches every code path in minutes.
 """
 
 from __future__ import annotations
@@ -175,8 +176,8 @@ PROFILES = {
                 beyond_images=4,
             ),
         ),  # fmt: skip
-        "the four from-scratch columns with fewer epochs and image subsets, sized to finish within 100 minutes "
-        "on a 2-core CPU with every model above 0.40 test accuracy (the measured times are below)",
+        "the four from-scratch columns with fewer epochs and image subsets, planned for 100 minutes on a 2-core CPU "
+        "with every model above 0.40 test accuracy (the measured wall time is below)",
     ),
     "paper": Profile(
         "paper",

@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from signed_saliency import __version__, paths
 from signed_saliency.io import atomic_path
 from signed_saliency.models import MissingWeightsError, build
@@ -195,9 +197,22 @@ def _why_not_runnable(column: Column) -> str | None:
     return None
 
 
+def choose_profile(requested: str, device: str = "auto") -> tuple[str, str]:
+    """The profile to run and why: ``"auto"`` is ``paper`` where CUDA is available, else ``quick``."""
+    if requested != "auto":
+        return requested, "as requested"
+    if str(device) == "cpu":
+        return "quick", "--device cpu was given, and the paper profile needs a GPU to finish in hours, not days"
+    if torch.cuda.is_available():
+        return "paper", f"CUDA is available ({torch.cuda.get_device_name(0)}): the exact protocol"
+    return "quick", ("no CUDA device (torch.cuda.is_available() is False), and the paper profile needs a GPU to "
+                     "finish in hours, not days; PROFILE=paper forces it")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the notebook chain for a profile with papermill.")
-    parser.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    parser.add_argument("--profile", default="auto", choices=["auto", *sorted(PROFILES)],
+                        help="auto (default): paper where CUDA is available, quick otherwise")  # fmt: skip
     parser.add_argument("--only", nargs="*", default=None, help="columns to run, e.g. cifar10/cnn imagenette/cnn")
     parser.add_argument("--notebooks", nargs="*", default=None, help=f"some of {', '.join(NOTEBOOKS)} (default all)")
     parser.add_argument("--figures-dir", default=None, help="default figures/<profile>/")
@@ -215,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         help="only reassemble the tables and README from the result records already written",
     )
     args = parser.parse_args(argv)
+    if args.profile == "auto":
+        args.profile, why = choose_profile("auto", args.device)
+        print(f"profile auto → {args.profile}: {why}", flush=True)
     if args.tables_only:
         for path in write_tables(args.profile, args.figures_dir):
             print(path)

@@ -17,13 +17,33 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from signed_saliency.checks import (
+    METHODS,
+    check_competitors,
+    check_images,
+    check_logits,
+    check_methods,
+    chunk_size,
+    count_classes,
+    evaluating,
+    progress_wanted,
+    resolve_target,
+    target_slice,
+)
 from signed_saliency.speed import forward_batch, fused_copy, lean_input_gradients, to_channels_last
 
-METHODS = ("original", "positive", "negative", "active", "inactive")
 CLASS_WIDE = frozenset({"active", "inactive"})
-# Pixel-channel-class values one chunk may hold in the class-batched backward (~64 MB of fp32).
-_CHUNK_ELEMENTS = 1 << 24
+
+
+class SaliencyMaps(dict):
+    """``{method: map}`` as ``saliency_maps`` returns it, plus ``metadata``: the model's class count, how many
+    other classes active/inactive compared the target with, and whether that is PROTOCOL §1 (all of them)."""
+
+    def __init__(self, maps: dict[str, torch.Tensor], metadata: dict):
+        super().__init__(maps)
+        self.metadata = metadata
 
 
 def saliency_maps(
@@ -31,40 +51,83 @@ def saliency_maps(
     images: torch.Tensor,
     methods: Sequence[str] = METHODS,
     target: int | torch.Tensor | None = None,
-) -> dict[str, torch.Tensor]:
+    *,
+    competitors: int | None = None,
+    progress: bool | None = None,
+) -> SaliencyMaps:
     """Compute the requested saliency maps for a batch of images.
 
     Args:
         model: a classifier returning logits (B, C) with C ≥ 2, for images in [0, 1]. It is
-            run in eval mode and handed back in the mode it came in; no gradient is
+            run in eval mode and handed back with every submodule in the mode it came in; no gradient is
             accumulated in its parameters.
-        images: float tensor (B, K, H, W), values in [0, 1].
+        images: float tensor (B, K, H, W) of finite values in [0, 1] (``ValueError`` otherwise, naming
+            what was found: 0–255 values, normalised values, NaN or Inf).
         methods: any of ``"original"``, ``"positive"``, ``"negative"``, ``"active"``,
             ``"inactive"``; only these are computed.
         target: None for the predicted class, an int for one class for all images, or a
-            (B,) integer tensor of class indices.
+            list of B ints or a (B,) integer tensor of class indices.
+        competitors: None (the default, PROTOCOL §1) compares the target's gradient with every other
+            class's for active and inactive: one backward pass per class, so the cost grows with C
+            (README, "Any number of classes", gives measured times for 10, 100 and 1000 classes).
+            An int k compares it only with the k classes of highest logit besides the target: k + 1
+            backward passes whatever C is, for ImageNet-size heads. That is **not** PROTOCOL §1 when
+            k < C − 1 (a pixel may be "active" against those k and not against all), and
+            ``metadata["protocol"]`` says so.
+        progress: show a progress bar over the chunks of images; None shows one for long calls
+            (at least ``checks.PROGRESS_AFTER_PASSES`` backward passes) in a terminal or notebook.
 
     Returns:
-        ``{method: map}``, each map float (B, H, W), ≥ 0, raw (not rescaled), on the
-        images' device.
+        ``SaliencyMaps``: a dict ``{method: map}``, each map float (B, H, W), ≥ 0, raw (not
+        rescaled), on the images' device; its ``metadata`` says how active/inactive were made.
 
     Example:
         >>> maps = saliency_maps(model, images, methods=("positive", "active"))
         >>> maps["active"].shape  # (B, H, W)
+        >>> saliency_maps(model, images, competitors=5).metadata["protocol"]  # on a 1000-class model
+        'top-5 competitors (not PROTOCOL §1)'
     """
-    methods = _check_methods(methods)
-    _check_images(images)
-    was_training = model.training
-    model.eval()
-    try:
-        chunk = _chunk_size(images, bool(CLASS_WIDE & set(methods)))
+    methods = check_methods(methods)
+    check_images(images)
+    class_wide = bool(CLASS_WIDE & set(methods))
+    with evaluating(model):
+        classes = count_classes(model, images)
+        competitors = check_competitors(competitors, classes) if class_wide else None
+        compared = classes - 1 if competitors is None else competitors
+        chunk = chunk_size(images, class_wide, compared + 1)
+        starts = range(0, images.shape[0], chunk)
+        passes = len(starts) * (compared + 1 if class_wide else 1)
         parts = [
-            _maps_for_chunk(model, images[i : i + chunk], methods, _target_slice(target, i, chunk, images))
-            for i in range(0, images.shape[0], chunk)
+            _maps_for_chunk(model, images[i : i + chunk], methods, target_slice(target, i, chunk, images), competitors)
+            for i in tqdm(
+                starts,
+                desc=f"maps ({compared + 1 if class_wide else 1} backward passes per chunk)",
+                unit="chunk",
+                disable=not progress_wanted(progress, passes),
+            )  # fmt: skip
         ]
-    finally:
-        model.train(was_training)
-    return {m: torch.cat([p[m] for p in parts]) for m in methods}
+    exact = competitors is None
+    metadata = {"classes": classes, "competitors": compared if class_wide else None,
+                "protocol": "PROTOCOL §1" if exact else f"top-{competitors} competitors (not PROTOCOL §1)"}  # fmt: skip
+    return SaliencyMaps({m: torch.cat([p[m] for p in parts]) for m in methods}, metadata)
+
+
+def competitor_gradients(
+    model: nn.Module, images: torch.Tensor, target, competitors: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits (B, C), the gradients (B, 1 + k, K, H, W) of the target (slot 0) and of its ``competitors`` = k
+    classes of highest logit, and those classes (B, 1 + k): one forward, k + 1 backward passes."""
+    x = images.detach().requires_grad_(True)
+    with torch.enable_grad(), lean_input_gradients(x):
+        logits = check_logits(model(x), x.shape[0])
+        index = resolve_target(target, logits)
+        others = logits.detach().scatter(1, index[:, None], float("-inf")).topk(competitors, dim=1).indices
+        slots = torch.cat([index[:, None], others], dim=1)
+        chosen = logits.gather(1, slots)
+        grads = torch.stack([
+            torch.autograd.grad(chosen[:, j].sum(), x, retain_graph=j < competitors)[0] for j in range(competitors + 1)
+        ], dim=1)  # fmt: skip
+    return logits.detach(), grads, slots
 
 
 def class_gradients(
@@ -113,7 +176,7 @@ def gradient_passes(
 def _class_gradients(model, images, strategy) -> tuple[torch.Tensor, torch.Tensor]:
     x = images.detach().requires_grad_(True)
     with torch.enable_grad(), lean_input_gradients(x):
-        logits = _logits(model, x)
+        logits = check_logits(model(x), x.shape[0])
         batch, classes = logits.shape
         if strategy == "sequential":
             grads = torch.stack([
@@ -136,8 +199,8 @@ def target_gradient(model: nn.Module, images: torch.Tensor, target) -> tuple[tor
     """Logits (B, C) and the gradient of the target logit (B, K, H, W): one forward, one backward."""
     x = images.detach().requires_grad_(True)
     with torch.enable_grad(), lean_input_gradients(x):
-        logits = _logits(model, x)
-        index = _resolve_target(target, logits)
+        logits = check_logits(model(x), x.shape[0])
+        index = resolve_target(target, logits)
         (grad,) = torch.autograd.grad(logits.gather(1, index[:, None]).sum(), x)
     return logits.detach(), grad
 
@@ -166,20 +229,33 @@ def maps_from_gradients(
 
 
 def scale_for_display(saliency: torch.Tensor) -> torch.Tensor:
-    """Min–max scale each image's map (B, H, W) or one map (H, W) to [0, 1]; a constant map gives zeros."""
+    """Min–max scale each image's map (B, H, W) or one map (H, W) to [0, 1], for pictures only.
+
+    A constant map gives zeros. The scale comes from the finite values alone; +Inf shows as 1,
+    −Inf and NaN as 0, so one bad pixel neither blanks nor saturates the rest. Floating maps keep
+    their dtype; integer and boolean maps become float32.
+    """
     if saliency.dim() not in (2, 3):
         raise ValueError(f"expected a map (H, W) or maps (B, H, W), got shape {tuple(saliency.shape)}")
-    flat = saliency.reshape(-1, saliency.shape[-2] * saliency.shape[-1]).float()
-    low = flat.amin(1, keepdim=True)
-    span = flat.amax(1, keepdim=True) - low
-    scaled = torch.where(span > 0, (flat - low) / torch.where(span > 0, span, 1), 0)
-    return scaled.reshape(saliency.shape)
+    dtype = saliency.dtype if saliency.is_floating_point() else torch.float32
+    flat = saliency.reshape(-1, saliency.shape[-2] * saliency.shape[-1]).to(dtype)
+    finite = torch.isfinite(flat)
+    low = torch.where(finite, flat, float("inf")).amin(1, keepdim=True)
+    span = torch.where(finite, flat, float("-inf")).amax(1, keepdim=True) - low
+    spread = finite.any(1, keepdim=True) & (span > 0)
+    scaled = torch.where(spread & finite, (flat - low) / torch.where(spread, span, 1), 0)
+    scaled = torch.where(flat == float("inf"), 1, scaled)
+    return scaled.to(dtype).reshape(saliency.shape)
 
 
-def _maps_for_chunk(model, images, methods, target) -> dict[str, torch.Tensor]:
+def _maps_for_chunk(model, images, methods, target, competitors=None) -> dict[str, torch.Tensor]:
+    if CLASS_WIDE & set(methods) and competitors is not None:
+        _, grads, _ = competitor_gradients(model, images, target, competitors)
+        slot = torch.zeros(images.shape[0], dtype=torch.long, device=grads.device)  # the target is slot 0
+        return maps_from_gradients(grads[:, 0], methods, grads, slot)
     if CLASS_WIDE & set(methods):
         logits, all_grads = class_gradients(model, images)
-        index = _resolve_target(target, logits)
+        index = resolve_target(target, logits)
         target_grad = all_grads[torch.arange(len(index), device=index.device), index]
         return maps_from_gradients(target_grad, methods, all_grads, index)
     _, target_grad = target_gradient(model, images, target)
@@ -210,68 +286,3 @@ def replicated_class_gradients(model, images, classes) -> tuple[torch.Tensor, to
         logits = model(x).view(classes, batch, classes)
         (grads,) = torch.autograd.grad(logits.diagonal(dim1=0, dim2=2).sum(), x)
     return logits[0].detach(), grads.view(classes, batch, *images.shape[1:]).transpose(0, 1)
-
-
-def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    logits = model(x)
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != x.shape[0]:
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"the model must return logits of shape (B, classes) = ({x.shape[0]}, C); got {shape}")
-    if logits.shape[1] < 2:
-        raise ValueError(f"the model returns {logits.shape[1]} class; active/inactive maps need at least 2 classes")
-    return logits
-
-
-def _resolve_target(target, logits: torch.Tensor) -> torch.Tensor:
-    batch, classes = logits.shape
-    if target is None:
-        return logits.argmax(dim=1)
-    if isinstance(target, bool) or not isinstance(target, (int, torch.Tensor)):
-        raise ValueError(f"target must be None, an int or a (B,) integer tensor, got {type(target).__name__}")
-    index = torch.as_tensor(target, device=logits.device)
-    if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
-        raise ValueError(f"target must hold integer class indices, got dtype {index.dtype}")
-    if index.dim() == 0:
-        index = index.expand(batch)
-    if index.shape != (batch,):
-        raise ValueError(f"target must be an int or have shape ({batch},), got {tuple(index.shape)}")
-    if index.min() < 0 or index.max() >= classes:
-        raise ValueError(f"target class out of range: the model has classes 0..{classes - 1}, got {index.tolist()}")
-    return index.long()
-
-
-def _target_slice(target, start: int, chunk: int, images: torch.Tensor):
-    if isinstance(target, torch.Tensor) and target.dim() == 1:
-        if target.shape[0] != images.shape[0]:
-            raise ValueError(f"target must have shape ({images.shape[0]},), got {tuple(target.shape)}")
-        return target[start : start + chunk]
-    return target
-
-
-def _chunk_size(images: torch.Tensor, class_wide: bool, classes: int = 10, copies: int = 1) -> int:
-    """Images per chunk; class-wide gradients hold one copy per class (sized for ten classes,
-    the datasets here: more classes only make chunks proportionally larger), and methods that
-    batch ``copies`` inputs per image (SmoothGrad's samples, IG's steps) that many times more."""
-    per_image = images[0].numel() * (classes if class_wide else 1) * copies
-    return max(1, min(images.shape[0], _CHUNK_ELEMENTS // per_image))
-
-
-def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(methods, str):
-        methods = (methods,)
-    methods = tuple(methods)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"unknown or no methods {unknown or list(methods)}: choose from {METHODS}")
-    return methods
-
-
-def _check_images(images) -> None:
-    if not isinstance(images, torch.Tensor):
-        raise ValueError(f"images must be a torch.Tensor (B, C, H, W), got {type(images).__name__}")
-    if images.dim() != 4:
-        raise ValueError(f"images must have shape (B, C, H, W), got {images.dim()} dims {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise ValueError(f"images must be floats in [0, 1], got dtype {images.dtype}; use data.to_float()")
-    if images.shape[0] == 0:
-        raise ValueError("images is an empty batch (B = 0)")

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from signed_saliency.attribution import attribution_maps_for
+from signed_saliency.checks import evaluating
 from signed_saliency.deletion import predict
 from signed_saliency.saliency import METHODS, scale_for_display
 
@@ -174,12 +175,8 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, data_range: float = 
 
 def _predicted(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """``deletion.predict`` in eval mode, the model handed back in the mode it came in."""
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         return predict(model, images)
-    finally:
-        model.train(was_training)
 
 
 def finite_mean(values: torch.Tensor) -> float | None:

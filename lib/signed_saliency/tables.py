@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 
 from signed_saliency.attribution import ATTRIBUTIONS, RELU_RULES
+from signed_saliency.data import SOURCE_NAMES, TEST_SPLIT, expected_count
 from signed_saliency.evaluation import BEYOND_FILLS
 from signed_saliency.io import atomic_write_text
 from signed_saliency.profiles import Profile
@@ -50,9 +51,48 @@ TABLES = {
     "Spearman with the trained maps once every layer is re-initialised (lower = passes)",
     "tableD_beyond_deletion_auc": "Deletion AUC of every attribution method, map kind and fill (lower is better)",
 }
+# The figures each notebook writes per column (``<stem>_<column id>.png``/``.pdf``, or ``.jpg`` for map grids),
+# keyed by the result record that shows the notebook ran.
+FIGURES_BY_RECORD = {
+    "train": ("fig_training",),
+    "deletion_test": ("fig_maps", "fig_deletion_black_test", "fig_deletion_white_test"),
+    "deletion_train": ("appendixA_maps", "appendixB_deletion_black_train", "appendixB_deletion_white_train"),
+    "sanity": ("fig_sanity_class_sensitivity", "fig_sanity_randomization", "fig_sanity_examples_class",
+               "fig_sanity_examples_randomized"),
+    "beyond": ("fig_beyond_auc", "fig_beyond_darker0.5", "fig_beyond_brighter0.5"),
+}  # fmt: skip
 # Thresholds of the verdicts written into the README (the numbers themselves are in the tables).
 IGNORES_CLASS = 0.9  # mean Spearman(highest-class map, lowest-class map) at or above: the map ignores the class
 SURVIVES_RANDOMIZATION = 0.5  # mean Spearman with the trained maps after re-initialising every layer
+
+
+# The copies the loader prefers today (PROTOCOL §3); a record made on another one is older data.
+CURRENT_SOURCES = {"cifar10": ("torchvision (official)", SOURCE_NAMES["cifar10-lossless"]),
+                   "imagenette": ("torchvision (official)", SOURCE_NAMES["imagenette"])}  # fmt: skip
+_SOURCE_DIRS = {name: folder for folder, name in SOURCE_NAMES.items()}
+
+
+def data_copy(dataset: str, train_size: int | None, train: dict) -> tuple[str, bool]:
+    """What a column's model was trained on, in words, and whether that is today's complete data.
+
+    Today's data is the copy the loader now prefers with every image the column asks for: all the
+    split's colour images (per MANIFEST.json's totals) when ``train_size`` is None, else that many.
+    """
+    source, used = train["data_source"], train["train_images"]
+    folder = _SOURCE_DIRS.get(source)
+    split_size = expected_count(folder, "train", "drop") if folder else None
+    if split_size is None:  # torchvision's own files, a copy we do not know, or no manifest to compare with
+        return f"{used} training images ({source})", True
+    wanted = split_size if train_size is None else min(train_size, split_size)
+    subset = "all" if used == split_size else f"a seeded subset of {used}"
+    colour = "colour " if split_size != expected_count(folder, "train") else ""
+    text = f"{subset} of the {split_size} {colour}train images of the {source} copy"
+    if source not in CURRENT_SOURCES[dataset]:
+        return text + f"; **older data**: the loader now prefers the {CURRENT_SOURCES[dataset][1]} copy", False
+    if used != wanted:
+        return (f"{used} training images of the {source} copy, made when it held fewer; **older data**: "
+                f"the split now has {split_size} {colour}images"), False  # fmt: skip
+    return text, True
 
 
 def results_dir(figures_dir: str | Path) -> Path:
@@ -149,11 +189,11 @@ def final_randomization(record: dict, method: str, kind: str) -> float | None:
 
 
 def _ignores_class(sensitivity: float | None) -> bool:
-    return _cell(sensitivity) != "" and sensitivity >= IGNORES_CLASS
+    return not is_undefined(sensitivity) and sensitivity >= IGNORES_CLASS
 
 
 def _survives(randomized: float | None) -> bool:
-    return _cell(randomized) != "" and randomized >= SURVIVES_RANDOMIZATION
+    return not is_undefined(randomized) and randomized >= SURVIVES_RANDOMIZATION
 
 
 def sanity_lines(record: dict) -> list[str]:
@@ -164,7 +204,7 @@ def sanity_lines(record: dict) -> list[str]:
                                                                                    METHODS)}  # fmt: skip
         ignoring = [k for k, v in sensitivity.items() if _ignores_class(v)]
         surviving = [k for k in sensitivity if _survives(final_randomization(record, method, k))]
-        numbers = ", ".join(f"{k} {_cell(v, 2) or 'n/a'}/{_cell(final_randomization(record, method, k), 2) or 'n/a'}"
+        numbers = ", ".join(f"{k} {_cell(v, 2)}/{_cell(final_randomization(record, method, k), 2)}"
                             for k, v in sensitivity.items())  # fmt: skip
         verdict = []
         verdict.append(f"ignore the class: {', '.join(ignoring)}" if ignoring else "every kind depends on the class")
@@ -184,11 +224,11 @@ def verdict_lines(sanity: dict | None, beyond: dict | None) -> list[str]:
         for kind in ("positive", "active"):
             sensitivity = sanity["class_sensitivity"]["gradient"].get(kind)
             randomized = final_randomization(sanity, "gradient", kind)
-            known = _cell(sensitivity) != "" and _cell(randomized) != ""
+            known = not is_undefined(sensitivity) and not is_undefined(randomized)
             passes = known and not _ignores_class(sensitivity) and not _survives(randomized)
             verdict = "passes" if passes else "**fails**"
             lines.append(f"- The paper's {kind} map (plain gradient) {verdict} both checks: "
-                         f"class sensitivity {_cell(sensitivity, 2) or 'n/a'}, Spearman {_cell(randomized, 2) or 'n/a'}"
+                         f"class sensitivity {_cell(sensitivity, 2)}, Spearman {_cell(randomized, 2)}"
                          " with the trained maps after full randomisation.")  # fmt: skip
     if sanity:
         against = []
@@ -268,9 +308,17 @@ def assemble(profile: Profile, figures_dir: str | Path) -> list[Path]:
     return written
 
 
+UNDEFINED = "n/a"  # how Markdown and LaTeX show a value that does not exist; CSV leaves the cell empty
+
+
+def is_undefined(value) -> bool:
+    """No value: not measured (None) or not defined (NaN, e.g. no rank correlation for a constant map)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _cell(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""  # no value, e.g. no rank correlation for a constant map
+    if is_undefined(value):
+        return UNDEFINED
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
@@ -287,7 +335,9 @@ def _csv(header, rows) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow([row[0], *("" if v is None else (repr(v) if isinstance(v, float) else v) for v in row[1:])])
+        writer.writerow(
+            [row[0], *("" if is_undefined(v) else (repr(v) if isinstance(v, float) else v) for v in row[1:])]
+        )
     return out.getvalue()
 
 
@@ -338,18 +388,88 @@ def write_summary(profile: Profile, figures_dir: str | Path) -> Path:
         "inactive maps a lower white-deletion AUC.",
         "",
     ]
+    lines += _changes_from_paper(profile)
+    lines += _wall_time(profile, records)
     if done:
+        lines += _data_overview(done, records)
         lines += _side_by_side(done, records)
         lines += _directions(done, records)
     for column in profile.columns:
-        lines += _column_section(column, records[column.id])
+        lines += _column_section(column, records[column.id], figures_dir)
     beyond = [(c, read_record(figures_dir, "sanity", c.id), read_record(figures_dir, "beyond", c.id))
               for c in profile.columns]  # fmt: skip
     if any(sanity or curves for _, sanity, curves in beyond):
         lines += _beyond_section(beyond)
     lines += ["## Files", "", "- `tables/`: Tables 1–3 and Appendix B's AUC table as CSV, Markdown and LaTeX."]
-    lines += [f"- `{p.name}`" for p in sorted(figures_dir.glob("*.png"))]
+    lines += [f"- `{p.name}`" for p in sorted([*figures_dir.glob("*.png"), *figures_dir.glob("*.jpg")])]
     return atomic_write_text(figures_dir / "README.md", "\n".join(lines) + "\n")
+
+
+def _changes_from_paper(profile: Profile) -> list[str]:
+    """What the profile changes from the paper's protocol (PROTOCOL §2–§5), column by column."""
+    lines = ["## What this profile changes from the paper", ""]
+    changes = []
+    for column in profile.columns:
+        test_split = TEST_SPLIT[column.dataset]
+        folder = "cifar10-lossless" if column.dataset == "cifar10" else column.dataset
+        sizes = {split: expected_count(folder, split, "drop") for split in ("train", test_split)}
+
+        def of(n, split, sizes=sizes):
+            total = sizes[split]
+            return f"{n} of the {total} {split} images" if total else f"{n} {split} images"
+
+        differs = [f"{column.epochs} epochs instead of 50"] if column.epochs != 50 else []
+        for value, split, what in ((column.train_size, "train", "for training"),
+                                   (column.test_size, test_split, "for Table 1's accuracy"),
+                                   (column.deletion_images, test_split, "for Tables 2–3"),
+                                   (column.appendix_images, "train", "for Appendix B")):  # fmt: skip
+            if value is not None:
+                differs.append(f"{of(value, split)} {what}")
+        if differs:
+            changes.append(f"- {column.label}: " + "; ".join(differs) + ".")
+    if not changes:
+        lines.append("Nothing: every column follows the paper's protocol (50 epochs, full splits).")
+    else:
+        lines += ["The paper's optimiser, batch size, learning rate, resolution and architectures are kept; only "
+                  "these differ (seeded subsets, the same for every map kind):", "", *changes]  # fmt: skip
+    lines.append(
+        "- Every column: the sanity checks (notebook 06) and the other methods' curves (notebook 07) are beyond "
+        "the paper and run on a seeded subset of the test split (`sanity_images`, `beyond_images`)."
+    )
+    return [*lines, ""]
+
+
+def _wall_time(profile: Profile, records) -> list[str]:
+    """The profile's measured wall time: the sum of its columns' notebook times in their last runs."""
+    runs = {c.label: records[c.id]["run"] for c in profile.columns if records[c.id]["run"]}
+    if not runs:
+        return []
+    total = sum(run["wall_seconds"] for run in runs.values())
+    devices = sorted({run.get("device", "unknown device") for run in runs.values()})
+    missing = [c.label for c in profile.columns if c.label not in runs]
+    lines = ["## Wall time", "",
+             f"{total / 60:.1f} minutes for the notebooks of {len(runs)} column{'s' * (len(runs) != 1)} in their last "
+             f"runs, on {' and '.join(devices)}: " + ", ".join(f"{label} {run['wall_seconds'] / 60:.1f}"
+                                                              for label, run in runs.items()) + " min."]  # fmt: skip
+    if missing:
+        lines.append(f"Not run yet: {', '.join(missing)}.")
+    return [*lines, ""]
+
+
+def _data_overview(columns, records) -> list[str]:
+    """One line per column saying which data its numbers come from, loudly where that is not today's data."""
+    copies = {c.label: data_copy(c.dataset, c.train_size, records[c.id]["train"]) for c in columns}
+    older = [label for label, (_, current) in copies.items() if not current]
+    lines = ["## Data", ""]
+    if older and len(older) < len(copies):
+        lines += [f"**These results mix data copies**: {', '.join(older)} come from older data than the loader now "
+                  "reads, the other columns from the complete data. Compare them with care; rerunning those "
+                  "columns remakes them.", ""]  # fmt: skip
+    elif older:
+        lines += ["**Every column here comes from older data** than the loader now reads; rerunning remakes them.", ""]
+    lines += [f"- {label}: {text}" + (" (the complete data)." if current else ".") for label, (text, current) in
+              copies.items()]  # fmt: skip
+    return [*lines, ""]
 
 
 _CLAIMS = (("black", "positive"), ("black", "active"), ("white", "negative"), ("white", "inactive"))
@@ -409,6 +529,8 @@ def _directions(columns, records) -> list[str]:
         train = records[column.id]["train"]
         paper = PAPER_ACCURACY.get(column.id)
         reasons = [f"data: {train['data_source']}, {train['train_images']} training images"]
+        if not data_copy(column.dataset, column.train_size, train)[1]:
+            reasons.append("older data than the loader now reads (see Data)")
         if paper is not None and train["test_accuracy"] < paper - 0.05:
             reasons.append(f"a weaker model than the paper's (accuracy {train['test_accuracy']:.4f} vs {paper:.4f})")
         if train["test_accuracy"] < 2 / CLASSES:
@@ -416,8 +538,8 @@ def _directions(columns, records) -> list[str]:
         lines.append(f"- {column.label}: " + "; ".join(reasons) + ".")
     lines.append(
         "- For every column: the deviations from the authors' code in PROTOCOL §7 (sorted class order, raw maps "
-        "before deletion), and the offline data's JPEG compression and, for Imagenette, its 160 px copies upsampled "
-        "to 224 px and the train images it leaves out (see `../shared/datasets/README.md`)."
+        "before deletion), and, for Imagenette, the offline copy's two rounds of JPEG and its 160 px images upsampled "
+        "to 224 px (see `../shared/datasets/README.md`); the data each column used is listed under Data above."
     )
     return [*lines, ""]
 
@@ -452,18 +574,34 @@ def _beyond_section(beyond) -> list[str]:
     return lines
 
 
-def _column_section(column, records) -> list[str]:
+def missing_figures(figures_dir: str | Path, column) -> list[str]:
+    """The figures of the notebooks whose records exist for ``column`` but that are not in ``figures_dir``."""
+    figures_dir = Path(figures_dir)
+    missing = []
+    for kind, stems in FIGURES_BY_RECORD.items():
+        if read_record(figures_dir, kind, column.id) is None:
+            continue
+        for stem in stems:
+            name = f"{stem}_{column.id}"
+            if not any((figures_dir / f"{name}{suffix}").exists() for suffix in (".png", ".jpg")):
+                missing.append(name)
+    return missing
+
+
+def _column_section(column, records, figures_dir) -> list[str]:
     train, test, run = records["train"], records["deletion_test"], records["run"]
     lines = [f"## {column.label}", ""]
     if train is None or test is None:
         return [*lines, "No results for this column yet: it was skipped or has not been run (see the runner's output).",
                 ""]  # fmt: skip
     paper = PAPER_ACCURACY.get(column.id)
+    copy, current = data_copy(column.dataset, column.train_size, train)
     lines.append(
         f"- Trained {train['epochs']} epochs on {train['train_images']} images "
         f"({train['data_source']}); test accuracy {train['test_accuracy']:.4f} on {train['test_images']} "
         f"images" + (f" (paper: {paper:.4f})." if paper is not None else ".")
     )
+    lines.append(f"- Data: {copy}" + (" (the complete data)." if current else "."))
     if train["test_accuracy"] < 2 / CLASSES:
         lines.append(
             f"- **Caution:** test accuracy {train['test_accuracy']:.3f} is less than twice chance "
@@ -480,6 +618,10 @@ def _column_section(column, records) -> list[str]:
             f"- {fill} deletion, {kind}: AUC {ours:.3f} vs original {base:.3f} on {test['images']} test "
             f"images: {verdict}{paper_text}."
         )
+    missing = missing_figures(figures_dir, column)
+    if missing:
+        lines.append("- Figures of this column not in this folder: " + ", ".join(f"`{m}`" for m in missing)
+                     + " (their record is here; rerunning the column remakes them).")  # fmt: skip
     final = {k: curves[k]["deleted"][-1] for k in curves}
     lines.append(
         "- Fraction of pixels actually deleted when 90% is asked: "

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,9 +29,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from signed_saliency import __version__, paths
-from signed_saliency.data import TEST_SPLIT, ImageSet, load_dataset, to_float
+from signed_saliency.data import (
+    DATASETS,
+    GRAYSCALE_MODES,
+    TEST_SPLIT,
+    ImageSet,
+    expected_count,
+    load_dataset,
+    local_copy,
+    to_float,
+)
 from signed_saliency.io import atomic_torch_save
-from signed_saliency.models import PretrainedClassifier, build
+from signed_saliency.models import MODELS, PretrainedClassifier, build
 
 CHECKPOINT_FORMAT = 1
 
@@ -51,11 +61,27 @@ class TrainConfig:
     grayscale: str = "drop"
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        # Every field is checked here, so a bad config fails at once, not epochs later or never.
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {DATASETS}")
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}: choose one of {MODELS}")
+        if not isinstance(self.pretrained, bool):
+            raise ValueError(f"pretrained must be True or False, got {self.pretrained!r}")
+        if self.pretrained and self.model == "cnn":
+            raise ValueError("the basic CNN has no pre-trained weights: use pretrained=False")
+        for name in ("epochs", "batch_size", "seed", "train_size", "test_size"):
+            value = getattr(self, name)
+            if value is None and name in ("train_size", "test_size"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+            if value < (0 if name == "seed" else 1):
+                raise ValueError(f"{name} must be {'non-negative' if name == 'seed' else 'at least 1'}, got {value}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < float("inf"):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.grayscale not in GRAYSCALE_MODES:
+            raise ValueError(f"grayscale must be one of {GRAYSCALE_MODES}, got {self.grayscale!r}")
 
     @property
     def name(self) -> str:
@@ -127,13 +153,14 @@ def fit(
     """
     device = resolve_device(device)
     path = checkpoint_path(config, checkpoint_dir)
-    state = None if force or not path.exists() else torch.load(path, map_location="cpu", weights_only=False)
+    state = None if force or not path.exists() else _read_checkpoint(path)
     if state is not None and state.get("config") != asdict(config):
         state = None  # a hash collision or an edited file: never resume someone else's run
     torch.manual_seed(config.seed)
     # ImageNet weights are fetched only for a fresh start: a checkpoint already holds every weight.
     model = build(config.model, pretrained=config.pretrained) if state is None else _architecture(config)
     if state is not None and state["finished"]:
+        _check_trained_on_current_data(path, state, config, data_root)
         model.load_state_dict(state["model_state"])
         return TrainResult(model.to(device).eval(), config, state["history"], state["test_accuracy"], path,
                            state["data_source"], state["train_images"], state["test_images"], reused=True)  # fmt: skip
@@ -171,6 +198,53 @@ def fit(
                        seconds=time.perf_counter() - started)  # fmt: skip
 
 
+class DamagedCheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, empty) or is not one of this project's."""
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """The checkpoint dict saved by ``fit``; ``DamagedCheckpointError`` naming the file and the fix otherwise."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - truncated, empty or foreign bytes: all say the same
+        raise DamagedCheckpointError(
+            f"{path} is damaged or not a checkpoint ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+            "retrain with force=True (--force), which replaces it, or delete the file"
+        ) from None
+    missing = [key for key in ("config", "finished", "model_state", "history") if not isinstance(state, dict)
+               or key not in state]  # fmt: skip
+    if missing:
+        raise DamagedCheckpointError(
+            f"{path} is not a checkpoint written by signed_saliency.training (it lacks {', '.join(missing)}); "
+            "retrain with force=True (--force), which replaces it, or move the file elsewhere"
+        )
+    return state
+
+
+class StaleCheckpointError(ValueError):
+    """A finished checkpoint was trained on another copy of the data than the data root now holds."""
+
+
+def _check_trained_on_current_data(path: Path, state: dict, config: TrainConfig, data_root) -> None:
+    """Reuse a finished checkpoint only with the data it was trained on: the same copy (lossless or JPEG
+    CIFAR-10, ...) and, where MANIFEST.json tells, as many training images as that copy now gives."""
+    copy = local_copy(config.dataset, data_root)
+    if copy is None:
+        return  # no local copy to compare with: the loader would download the official files
+    source, folder = copy
+    split_size = expected_count(folder, "train", config.grayscale) if folder else None
+    wanted = None if split_size is None else min(split_size, config.train_size or split_size)
+    trained_on = (state.get("data_source"), state.get("train_images"))
+    if trained_on[0] == source and (wanted is None or trained_on[1] == wanted):
+        return
+    now = f"{wanted} images of the {source} copy" if wanted is not None else f"the {source} copy"
+    raise StaleCheckpointError(
+        f"{path} was trained on {trained_on[1]} images of the {trained_on[0]} copy, but the data root "
+        f"{paths.data_root(data_root)} now gives {now}. Retrain on the current data with force=True "
+        f"(--force; it replaces this checkpoint), or move the file elsewhere to keep it."
+    )
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> tuple[nn.Module, dict]:
     """The model (eval mode, on ``device``) and the raw checkpoint dict saved by ``fit``.
 
@@ -179,7 +253,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> tu
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}: train it first with fit() or make reproduce")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = _read_checkpoint(path)
     config = TrainConfig(**state["config"])
     torch.manual_seed(config.seed)
     model = _architecture(config)
@@ -276,12 +350,12 @@ def _save(path, model, optimizer, config, history, epoch, finished, test_accurac
     }, path)  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> TrainResult:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Train one model on one dataset (PROTOCOL §5) and print its test accuracy."
     )
-    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "imagenette"))
-    parser.add_argument("--model", default="cnn", choices=("cnn", "resnet18", "convnext_tiny"))
+    parser.add_argument("--dataset", default="cifar10", choices=DATASETS)
+    parser.add_argument("--model", default="cnn", choices=MODELS)
     parser.add_argument("--pretrained", action="store_true")
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -289,24 +363,47 @@ def main(argv: list[str] | None = None) -> TrainResult:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--test-size", type=int, default=None)
+    parser.add_argument("--grayscale", default="drop", choices=GRAYSCALE_MODES,
+                        help="drop greyscale images (the authors' choice) or convert them to RGB")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, ...")
     parser.add_argument("--data-root", default=None, help=f"default ${paths.DATA_ENV} or data/")
     parser.add_argument("--checkpoint-dir", default=None, help=f"default ${paths.CHECKPOINTS_ENV} or checkpoints/")
     parser.add_argument("--force", action="store_true", help="retrain even if a finished checkpoint exists")
     args = parser.parse_args(argv)
-    config = TrainConfig(args.dataset, args.model, args.pretrained, args.epochs, args.lr, args.batch_size,
-                         args.seed, args.train_size, args.test_size)  # fmt: skip
-    result = fit(
-        config, data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device, force=args.force
-    )
+    try:
+        config = TrainConfig(args.dataset, args.model, args.pretrained, args.epochs, args.lr, args.batch_size,
+                             args.seed, args.train_size, args.test_size, args.grayscale)  # fmt: skip
+    except ValueError as error:
+        parser.error(str(error))  # one line and exit status 2, like any other bad flag
+    try:
+        result = fit(
+            config, data_root=args.data_root, checkpoint_dir=args.checkpoint_dir, device=args.device, force=args.force
+        )
+    except KeyboardInterrupt:
+        done = _finished_epochs(config, args.checkpoint_dir)
+        print(f"\ninterrupted after epoch {done} of {config.epochs}; rerun the same command to resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    except (ValueError, FileNotFoundError) as error:  # bad flags, missing data, damaged checkpoints
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     how = "reused" if result.reused else f"trained in {result.seconds:.0f} s"
     if result.resumed_from_epoch:
         how += f" (resumed from epoch {result.resumed_from_epoch})"
     print(f"{config.dataset}/{config.model}{' pre-trained' if config.pretrained else ''}: "
           f"test accuracy {result.test_accuracy:.4f} after {config.epochs} epochs, {how}; "
           f"data: {result.data_source or 'from checkpoint'}; checkpoint: {result.checkpoint}")  # fmt: skip
-    return result
+    return 0
+
+
+def _finished_epochs(config: TrainConfig, checkpoint_dir) -> int:
+    """How many epochs the checkpoint of ``config`` holds (0 when there is none yet)."""
+    path = checkpoint_path(config, checkpoint_dir)
+    try:
+        return int(_read_checkpoint(path)["epoch"]) if path.exists() else 0
+    except (DamagedCheckpointError, KeyError):
+        return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
