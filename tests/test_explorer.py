@@ -257,3 +257,16 @@ def test_the_gradient_cache_evicts_the_least_recently_used_within_its_size():
     assert len(cache) == 1 and cache.get(("huge",)) is not None
     imagenette = 10 * 3 * 224 * 224 * 4  # one image's all-class gradients at 224×224
     assert 35 <= GRADIENT_CACHE_BYTES // imagenette <= 45  # "about 40 Imagenette images", as documented
+
+
+def test_the_deletion_preview_updates_before_the_caption(checkpoints):
+    # The caption names the image: if it changed first, the page would briefly show the new image's caption
+    # over the old image's deletion preview.
+    explorer = Explorer(checkpoints)
+    order = []
+    explorer.deletion_text.observe(lambda change: order.append("preview"), "value")
+    explorer.altered_image.observe(lambda change: order.append("preview"), "value")
+    explorer.prediction.observe(lambda change: order.append("caption"), "value")
+    explorer.index_input.value = 3
+    assert "caption" in order and "preview" in order
+    assert order.index("preview") < order.index("caption"), order
