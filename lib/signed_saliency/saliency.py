@@ -79,7 +79,8 @@ def saliency_maps(
 
     Returns:
         ``SaliencyMaps``: a dict ``{method: map}``, each map float (B, H, W), ≥ 0, raw (not
-        rescaled), on the images' device; its ``metadata`` says how active/inactive were made.
+        rescaled), on the images' device; its ``metadata`` says how active/inactive were made
+        (``classes`` and ``competitors`` are None when neither was asked for).
 
     Example:
         >>> maps = saliency_maps(model, images, methods=("positive", "active"))
@@ -91,9 +92,10 @@ def saliency_maps(
     check_images(images)
     class_wide = bool(CLASS_WIDE & set(methods))
     with evaluating(model):
-        classes = count_classes(model, images)
+        # The class count sizes class-wide chunks; maps of the target's gradient alone need no extra forward pass.
+        classes = count_classes(model, images) if class_wide else None
         competitors = check_competitors(competitors, classes) if class_wide else None
-        compared = classes - 1 if competitors is None else competitors
+        compared = (classes - 1 if competitors is None else competitors) if class_wide else 0
         chunk = chunk_size(images, class_wide, compared + 1)
         starts = range(0, images.shape[0], chunk)
         passes = len(starts) * (compared + 1 if class_wide else 1)
