@@ -19,12 +19,21 @@ from tqdm.auto import tqdm
 
 from signed_saliency import paths
 from signed_saliency.attribution import RELU_RULES, attribution_maps_for, options_for
+from signed_saliency.controls import (
+    LEAKAGE_FRACTIONS,
+    RESAMPLES,
+    SEEDS,
+    concatenate,
+    control_curves,
+    mask_leakage,
+    summarize,
+)
 from signed_saliency.data import TEST_SPLIT, ImageSet, load_dataset
-from signed_saliency.deletion import FRACTIONS, DeletionCurve, predict
+from signed_saliency.deletion import FRACTIONS, DeletionCurve, deletion_masks, predict
 from signed_saliency.evaluation import cached, method_curves, paper_curves, pick_examples
 from signed_saliency.plotting import plot_map_grid, save_figure
 from signed_saliency.profiles import Column
-from signed_saliency.saliency import METHODS, saliency_maps
+from signed_saliency.saliency import METHODS, saliency_maps, target_gradient
 from signed_saliency.sanity import (
     cascading_randomization,
     class_sensitivity,
@@ -147,6 +156,48 @@ class Context:
 
         return grid(*rows["class"]), grid(*rows["randomized"])
 
+    def metric_controls(self, seeds=SEEDS, resamples: int = RESAMPLES) -> tuple[dict, dict[str, torch.Tensor]]:
+        """PROTOCOL §8 on the column's ``controls_images`` test images (cached): the ``summarize`` record with
+        mask leakage (train masks of as many train images), and each curve's per-image agreement (F, B)."""
+        test = self.split("test", self.column.controls_images)
+        train = self.split("train", self.column.controls_images)
+        key = {**self.fingerprint(test), "fractions": list(FRACTIONS), "seeds": list(seeds), "resamples": resamples,
+               "leakage": list(LEAKAGE_FRACTIONS), "train_images": len(train)}  # fmt: skip
+        chunk = max(1, (1 << 18) // (test.images.shape[-2] * test.images.shape[-1]))
+
+        def compute():
+            parts, masks, labels = [], {"test": [], "train": []}, {"test": [], "train": []}
+            for start in tqdm(range(0, len(test), chunk), desc="metric controls"):
+                batch = test.batch(slice(start, start + chunk), self.device)
+                maps = saliency_maps(self.model, batch)
+                _, gradient = target_gradient(self.model, batch, None)
+                parts.append(control_curves(self.model, batch, maps, gradient, seeds=seeds, first_image=start))
+                masks["test"].append({k: deletion_masks(v, LEAKAGE_FRACTIONS).cpu() for k, v in maps.items()})
+                labels["test"].append(predict(self.model, batch).cpu())
+            for start in tqdm(range(0, len(train), chunk), desc="train masks for mask leakage"):
+                batch = train.batch(slice(start, start + chunk), self.device)
+                maps = saliency_maps(self.model, batch)
+                masks["train"].append({k: deletion_masks(v, LEAKAGE_FRACTIONS).cpu() for k, v in maps.items()})
+                labels["train"].append(predict(self.model, batch).cpu())
+            curves = concatenate(parts)
+            record = summarize(curves, resamples, seed=self.seed)
+            record["train_images"] = len(train)
+            test_labels = torch.cat(labels["test"])
+            # The accuracy of always naming the model's most frequent prediction: what leakage must beat.
+            record["leakage_baseline"] = float(test_labels.bincount().max()) / len(test_labels)
+            record["leakage"] = {}
+            for kind in METHODS:
+                both = {s: torch.cat([m[kind] for m in masks[s]], dim=1) for s in masks}
+                y = {s: torch.cat(labels[s]) for s in labels}
+                record["leakage"][kind] = {
+                    str(p): mask_leakage(both["train"][f], y["train"], both["test"][f], y["test"], len(test.classes),
+                                         seed=self.seed)
+                    for f, p in enumerate(LEAKAGE_FRACTIONS)
+                }  # fmt: skip
+            return record, {k: c.agreement for k, c in curves.items() if k.startswith(("paper/", "directed/"))}
+
+        return cached(self.cache / f"controls_{self.column.id}.pt", key, compute)
+
     def applies(self, method: str) -> bool:
         return self.why_not(method) is None
 
@@ -160,12 +211,12 @@ class Context:
 def context(
     *, dataset: str, model: str, pretrained: bool, epochs: int, train_size: int | None, test_size: int | None,
     deletion_images: int | None, appendix_images: int | None, appendix_examples: int, profile: str, seed: int,
-    sanity_images: int = 256, beyond_images: int = 256, device: str = "auto", figures_dir: str = "",
-    cache_dir: str = "",
+    sanity_images: int = 256, beyond_images: int = 256, controls_images: int | None = None, device: str = "auto",
+    figures_dir: str = "", cache_dir: str = "",
 ) -> Context:  # fmt: skip
     """Build the ``Context`` of one notebook run from its parameters (empty folders = defaults)."""
     column = Column(dataset, model, pretrained, epochs, train_size, test_size, deletion_images, appendix_images,
-                    appendix_examples, sanity_images, beyond_images)  # fmt: skip
+                    appendix_examples, sanity_images, beyond_images, controls_images)  # fmt: skip
     figures = Path(figures_dir) if figures_dir else paths.FIGURES_DIR / profile
     cache = Path(cache_dir) if cache_dir else paths.BUILD_DIR / profile / "cache"
     figures.mkdir(parents=True, exist_ok=True)

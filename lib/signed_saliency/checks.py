@@ -181,3 +181,15 @@ def evaluating(model: nn.Module):
     finally:
         for module, training in modes:
             module.training = training
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
+    """``fractions`` as a tuple of floats, or a ValueError unless they are ascending and in [0, 1]."""
+    fractions = tuple(float(p) for p in fractions)
+    if not fractions:
+        raise ValueError("fractions is empty")
+    if any(not 0.0 <= p <= 1.0 for p in fractions):
+        raise ValueError(f"fractions must lie in [0, 1], got {fractions}")
+    if any(b < a for a, b in zip(fractions, fractions[1:])):
+        raise ValueError(f"fractions must be ascending, got {fractions}")
+    return fractions

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from signed_saliency.checks import check_images, check_logits, evaluating
+from signed_saliency.checks import check_fractions, check_images, check_logits, evaluating
 from signed_saliency.speed import channels_last, forward_batch, to_channels_last
 
 FRACTIONS = (0, 0.03, 0.05, 0.07, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -32,13 +32,16 @@ _MASK_ELEMENTS = 1 << 26
 
 class DeletionCurve(NamedTuple):
     """One allegiance curve: ``allegiance[i]`` and the mean fraction of pixels actually
-    ``deleted[i]`` at ``fractions[i]``, the curve's ``auc`` and its ``fill``."""
+    ``deleted[i]`` at ``fractions[i]``, the curve's ``auc`` and its ``fill``; ``agreement``
+    (F, B) says per image whether its prediction held (the intervals of ``controls`` are
+    resampled from it, so they need no further forward passes)."""
 
     fractions: tuple[float, ...]
     allegiance: torch.Tensor
     deleted: torch.Tensor
     auc: float
     fill: str
+    agreement: torch.Tensor | None = None
 
 
 def deletion_masks(saliency: torch.Tensor, fractions: Sequence[float] = FRACTIONS) -> torch.Tensor:
@@ -48,7 +51,7 @@ def deletion_masks(saliency: torch.Tensor, fractions: Sequence[float] = FRACTION
 
 def _masks_and_counts(saliency: torch.Tensor, fractions: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
     """The deletion masks (F, B, H, W) and how many pixels each deletes (F, B), as int32."""
-    fractions = _check_fractions(fractions)
+    fractions = check_fractions(fractions)
     if saliency.dim() != 3:
         raise ValueError(f"saliency must be maps (B, H, W), got shape {tuple(saliency.shape)}")
     batch, height, width = saliency.shape
@@ -79,6 +82,16 @@ def _sorted_descending(flat: torch.Tensor) -> torch.Tensor:
     flip = (bits >> 31) & 0x7FFFFFFF  # all magnitude bits for negative values, none otherwise
     keys = (bits ^ flip).sort(dim=1, descending=True).values
     return (keys ^ ((keys >> 31) & 0x7FFFFFFF)).view(torch.float32)
+
+
+def deleted_counts(saliency: torch.Tensor, fractions: Sequence[float] = FRACTIONS) -> torch.Tensor:
+    """How many pixels (F, B), int32, PROTOCOL §2 deletes from each map at each fraction (in chunks of
+    images, so that the masks never sit in memory at once)."""
+    fractions = check_fractions(fractions)
+    pixels = saliency.shape[-2] * saliency.shape[-1] if saliency.dim() == 3 else 1
+    chunk = max(1, _MASK_ELEMENTS // (len(fractions) * pixels))
+    return torch.cat([_masks_and_counts(saliency[i : i + chunk], fractions)[1]
+                      for i in range(0, len(saliency), chunk)], dim=1)  # fmt: skip
 
 
 def deleted_fraction(saliency: torch.Tensor, fractions: Sequence[float] = FRACTIONS) -> torch.Tensor:
@@ -139,22 +152,29 @@ def deletion_curves(
 ) -> dict[Hashable, DeletionCurve]:
     """Several curves of one model on the same images, say the paper's six: ``curves`` maps a key to
     ``(saliency, fill)`` (as in ``allegiance_curve``) and the result maps it to its ``DeletionCurve``.
+    Beyond §2, ``saliency`` may be any object with ``masks_and_counts(part, fractions)`` and
+    ``check(images)`` (``controls.Ranking``: exact counts, full rankings), and ``fill`` any callable
+    ``(altered, deleted, rows)`` that fills the deleted pixels of ``altered`` in place, ``rows`` being
+    the images they came from (``controls.ImputationFill``, ``controls.ReplacementFill``).
 
     The original predictions are computed once for all the curves, curves on the same map tensor share
     its masks, and the altered images of every curve go through the model together, in full batches:
     the same curves as one ``deletion_curve`` call each, in fewer forward calls.
     """
-    fractions = _check_fractions(fractions)
+    fractions = check_fractions(fractions)
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError(
             f"curves must be a non-empty mapping of key -> (saliency, fill), such as "
             f"{{'black/positive': (maps['positive'], 'black')}}; got {'an empty ' * isinstance(curves, Mapping)}"
             f"{type(curves).__name__}"
         )
-    fillers = {key: _filler(fill) for key, (_, fill) in curves.items()}
+    fillers = {key: fill if callable(fill) else _filler(fill) for key, (_, fill) in curves.items()}
     check_images(images)
     for saliency, _ in curves.values():
-        _check_pair(images, saliency)
+        if hasattr(saliency, "masks_and_counts"):
+            saliency.check(images)
+        else:
+            _check_pair(images, saliency)
     batch_size = forward_batch(images) if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -177,7 +197,10 @@ def deletion_curves(
         for saliency, keys in by_map.values():
             for start in range(0, images.shape[0], chunk):
                 part = slice(start, start + chunk)
-                masks, counts = _masks_and_counts(saliency[part], fractions)
+                if hasattr(saliency, "masks_and_counts"):
+                    masks, counts = saliency.masks_and_counts(part, fractions)
+                else:
+                    masks, counts = _masks_and_counts(saliency[part], fractions)
                 for key in keys:
                     deleted[key].append(counts)
                     waiting[key].append((part, *batches.add(part, masks, counts, fillers[key])))
@@ -187,9 +210,12 @@ def deletion_curves(
                        for key in curves}  # fmt: skip
     result = {}
     for key, (_, fill) in curves.items():
-        agree = (predictions[key] == original_predictions[None]).float().mean(dim=1)
+        agreement = predictions[key] == original_predictions[None]
+        agree = agreement.float().mean(dim=1)
         share = torch.cat(deleted[key], dim=1).float().mean(dim=1) / pixels
-        result[key] = DeletionCurve(fractions, agree.cpu(), share.cpu(), auc(fractions, agree.tolist()), fill)
+        name = fill if isinstance(fill, str) else getattr(fill, "name", type(fill).__name__)
+        result[key] = DeletionCurve(fractions, agree.cpu(), share.cpu(), auc(fractions, agree.tolist()), name,
+                                    agreement.cpu())  # fmt: skip
     return result
 
 
@@ -271,7 +297,7 @@ class _AlteredBatches:
             altered, mask = self.altered[self.filled : self.filled + n], self.masks[self.filled : self.filled + n]
             torch.index_select(self.images, 0, i_index[done : done + n], out=altered)
             torch.index_select(flat_masks, 0, rows[done : done + n], out=mask)
-            fill_in(altered, mask)
+            fill_in(altered, mask, i_index[done : done + n])
             self.waiting.append((fresh, done, self.filled, n))
             self.filled, done = self.filled + n, done + n
             if self.filled == len(self.altered):
@@ -300,8 +326,8 @@ def _carry_forward(grew: torch.Tensor, fresh: torch.Tensor, original: torch.Tens
 
 
 def _filler(fill: str):
-    """A function ``(altered, deleted)`` that replaces, in place, the deleted pixels (B, 1, H, W) of the
-    altered images (B, K, H, W) as ``fill`` says.
+    """A function ``(altered, deleted, rows)`` that replaces, in place, the deleted pixels (B, 1, H, W) of
+    the altered images (B, K, H, W) as ``fill`` says (``rows``, the images they came from, is unused here).
 
     Black and white multiply by the kept pixels instead of calling ``torch.where``: on channels-last
     images, where the mask repeats over an innermost dimension of K = 3, that measured 3× faster on the
@@ -309,28 +335,17 @@ def _filler(fill: str):
     """
     replacement = fill_values(fill)  # checks the fill
 
-    def black(altered: torch.Tensor, deleted: torch.Tensor) -> None:
+    def black(altered: torch.Tensor, deleted: torch.Tensor, rows=None) -> None:
         altered.mul_(deleted.logical_not())
 
-    def white(altered: torch.Tensor, deleted: torch.Tensor) -> None:
+    def white(altered: torch.Tensor, deleted: torch.Tensor, rows=None) -> None:
         kept = deleted.logical_not().to(altered.dtype)
         torch.addcmul(1 - kept, altered, kept, out=altered)
 
-    def graded(altered: torch.Tensor, deleted: torch.Tensor) -> None:
+    def graded(altered: torch.Tensor, deleted: torch.Tensor, rows=None) -> None:
         torch.where(deleted, replacement(altered), altered, out=altered)
 
     return {"black": black, "white": white}.get(fill, graded)
-
-
-def _check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
-    fractions = tuple(float(p) for p in fractions)
-    if not fractions:
-        raise ValueError("fractions is empty")
-    if any(not 0.0 <= p <= 1.0 for p in fractions):
-        raise ValueError(f"fractions must lie in [0, 1], got {fractions}")
-    if any(b < a for a, b in zip(fractions, fractions[1:])):
-        raise ValueError(f"fractions must be ascending, got {fractions}")
-    return fractions
 
 
 class NothingToDeleteWarning(UserWarning):

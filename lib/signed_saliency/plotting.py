@@ -192,15 +192,75 @@ def plot_auc_grid(aucs: Mapping[str, Mapping[str, Mapping[str, float]]], title: 
     return fig
 
 
-def _annotated_heatmap(ax, values, row_labels, column_labels, vmin, vmax, cmap="RdBu_r") -> None:
+def _annotated_heatmap(ax, values, row_labels, column_labels, vmin, vmax, cmap="RdBu_r", digits: int = 2) -> None:
+    """seaborn's annotated heatmap, undefined cells (None or NaN) left blank and marked "n/a"."""
     import numpy as np
+    import seaborn as sns
 
     grid = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
-    image = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-    for (r, c), value in np.ndenumerate(grid):
-        red, green, blue, _ = image.cmap(image.norm(value)) if not np.isnan(value) else (1, 1, 1, 1)
-        dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5  # white text on dark cells
-        ax.text(c, r, "n/a" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=7,
-                color="white" if dark else "black")  # fmt: skip
-    ax.set_xticks(range(len(column_labels)), column_labels, fontsize=8, rotation=30)
-    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+    sns.heatmap(grid, ax=ax, vmin=vmin, vmax=vmax, cmap=cmap, annot=True, fmt=f".{digits}f", cbar=False,
+                annot_kws={"fontsize": 7}, xticklabels=column_labels, yticklabels=row_labels)  # fmt: skip
+    for r, c in zip(*np.nonzero(np.isnan(grid))):
+        ax.text(c + 0.5, r + 0.5, "n/a", ha="center", va="center", fontsize=7, color="0.4")
+    ax.tick_params(axis="x", labelsize=8, labelrotation=30)
+    ax.tick_params(axis="y", labelsize=8, labelrotation=0)
+
+
+def plot_control_curves(
+    agreement: Mapping[str, torch.Tensor], fractions: Sequence[float], random: Mapping, title: str = "",
+    resamples: int = 2000, seed: int = 0,
+) -> Figure:  # fmt: skip
+    """The paper's six curves with 95 % bootstrap bands (seaborn, from each image's agreement (F, B) in
+    ``agreement["paper/<fill>/<kind>"]``), beside the random-map curve and each sparse map's count-matched
+    random curve (``random``, mean over seeds, dotted), and the directed-fill original (``"directed/original"``)."""
+    import numpy as np
+    import pandas as pd
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True, layout="constrained")
+    for ax, fill in zip(axes, ("black", "white")):
+        rows = []
+        for key, values in agreement.items():
+            parts = key.split("/")
+            if (parts[0] == "paper" and parts[1] == fill) or key == "directed/original":
+                label = "original, directed fill" if parts[0] == "directed" else parts[2]
+                rows.append(pd.DataFrame({"fraction": np.repeat(np.asarray(fractions, dtype=float), values.shape[1]),
+                                          "allegiance": values.float().flatten().numpy(), "map": label}))  # fmt: skip
+        data = pd.concat(rows, ignore_index=True)
+        palette = {k: v["color"] for k, v in CURVE_STYLE.items()} | {"original, directed fill": "tab:green"}
+        sns.lineplot(data, x="fraction", y="allegiance", hue="map", ax=ax, errorbar=("ci", 95), n_boot=resamples,
+                     seed=seed, palette=palette, marker="o", markersize=3)  # fmt: skip
+        ax.plot(fractions, random[fill]["allegiance"], color="0.6", linestyle=":", label="random map")
+        for kind in ("positive", "active") if fill == "black" else ("negative", "inactive"):
+            ax.plot(fractions, random[f"matched/{fill}/{kind}"]["allegiance"], linestyle=":",
+                    color=CURVE_STYLE[kind]["color"], label=f"random, as many pixels as {kind}")  # fmt: skip
+        ax.set(title=f"{fill} deletion", xlabel="fraction of pixels", ylim=(0, 1.02))
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel("allegiance (95 % bootstrap band)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_control_grids(record: Mapping, title: str = "") -> Figure:
+    """Two annotated heatmaps from a ``controls.summarize`` record: SRG per map kind (rows) and fill, higher
+    is better; and mask-leakage accuracy per map kind and fraction, beside what always naming the most
+    frequent prediction scores."""
+    intervals = record["intervals"]
+    kinds = ["original", "positive", "negative", "active", "inactive"]
+    fills = [f for f in ("black", "white", "imputation") if f"srg {f}/original" in intervals]
+    leakage = record.get("leakage", {})
+    fractions = sorted({f for per_kind in leakage.values() for f in per_kind}, key=float)
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.2), layout="constrained")
+    _annotated_heatmap(axes[0], [[intervals[f"srg {f}/{k}"][0] for f in fills] for k in kinds], kinds, fills,
+                       -0.5, 0.5, digits=3)  # fmt: skip
+    axes[0].set_title("SRG = AUC(LeRF) − AUC(MoRF); higher is better", fontsize=9)
+    _annotated_heatmap(axes[1], [[leakage.get(k, {}).get(f) for f in fractions] for k in kinds], kinds,
+                       [f"{float(f):.0%}" for f in fractions], 0, 1, cmap="magma_r")  # fmt: skip
+    baseline = record.get("leakage_baseline")
+    axes[1].set_title("mask leakage: accuracy from the mask alone"
+                      + (f"\n(always the most frequent prediction: {baseline:.2f})" if baseline is not None else ""),
+                      fontsize=9)  # fmt: skip
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

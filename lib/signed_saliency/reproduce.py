@@ -37,7 +37,15 @@ from signed_saliency.profiles import PROFILES, Column, get_profile
 from signed_saliency.tables import assemble, read_record, write_record, write_summary
 from signed_saliency.training import describe_device
 
-NOTEBOOKS = ("01_train", "02_qualitative", "03_quantitative", "04_appendix", "06_sanity_checks", "07_beyond_deletion")
+NOTEBOOKS = (
+    "01_train",
+    "02_qualitative",
+    "03_quantitative",
+    "04_appendix",
+    "06_sanity_checks",
+    "07_beyond_deletion",
+    "08_metric_controls",
+)
 
 
 class NotebookFailed(RuntimeError):

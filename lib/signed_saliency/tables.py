@@ -50,6 +50,8 @@ TABLES = {
     "tableS_sanity_checks": "Sanity checks: class sensitivity (Spearman of the highest- vs lowest-class maps) and "
     "Spearman with the trained maps once every layer is re-initialised (lower = passes)",
     "tableD_beyond_deletion_auc": "Deletion AUC of every attribution method, map kind and fill (lower is better)",
+    "tableC_metric_controls": "Table C: controls for the deletion metric (PROTOCOL §8), mean [95 % paired bootstrap "
+    "interval] over test images; random controls mean ± sd over seeds",
 }
 # The figures each notebook writes per column (``<stem>_<column id>.png``/``.pdf``, or ``.jpg`` for map grids),
 # keyed by the result record that shows the notebook ran.
@@ -60,6 +62,7 @@ FIGURES_BY_RECORD = {
     "sanity": ("fig_sanity_class_sensitivity", "fig_sanity_randomization", "fig_sanity_examples_class",
                "fig_sanity_examples_randomized"),
     "beyond": ("fig_beyond_auc", "fig_beyond_darker0.5", "fig_beyond_brighter0.5"),
+    "controls": ("fig_controls_curves", "fig_controls_srg_leakage"),
 }  # fmt: skip
 # Thresholds of the verdicts written into the README (the numbers themselves are in the tables).
 IGNORES_CLASS = 0.9  # mean Spearman(highest-class map, lowest-class map) at or above: the map ignores the class
@@ -161,6 +164,21 @@ def table_rows(profile: Profile, figures_dir: str | Path) -> dict[str, tuple[lis
                             *value(sanity, lambda r, m=method, k=kind: final_randomization(r, m, k))])  # fmt: skip
     for key in _keys(beyond, lambda r: list(r["curves"])):
         beyond_rows.append([key, *value(beyond, lambda r, k=key: r["curves"].get(k, {}).get("auc"))])
+    controls = [read_record(figures_dir, "controls", c.id) for c in columns]
+    control_rows = [[name, *value(controls, lambda r, n=name: interval_text(r["intervals"].get(n)))]
+                    for name in _keys(controls, lambda r: list(r["intervals"]))]  # fmt: skip
+    control_rows += [[f"random {name} AUC (mean ± sd over seeds)",
+                      *value(controls, lambda r, n=name: spread_text(r["random"].get(n)))]
+                     for name in _keys(controls, lambda r: list(r["random"]))]  # fmt: skip
+    control_rows += [
+        [
+            f"mask leakage {kind} at {float(p):.0%}",
+            *value(controls, lambda r, k=kind, q=p: r["leakage"].get(k, {}).get(q)),
+        ]
+        for kind, p in _keys(controls, lambda r: [(k, q) for k, v in r["leakage"].items() for q in v])
+    ]
+    control_rows += [[name, *value(controls, lambda r, n=name: r[n])]
+                     for name in ("images", "train_images", "resamples")]  # fmt: skip
     return {
         "table1_test_accuracy": (header, table1),
         "table2_black_deletion_auc": (header, auc_rows("deletion_test", black, True)),
@@ -168,7 +186,51 @@ def table_rows(profile: Profile, figures_dir: str | Path) -> dict[str, tuple[lis
         "tableB_train_deletion_auc": (header, auc_rows("deletion_train", black + white, False)),
         "tableS_sanity_checks": (header, [*sanity_rows, ["images", *value(sanity, lambda r: r["images"])]]),
         "tableD_beyond_deletion_auc": (header, [*beyond_rows, ["images", *value(beyond, lambda r: r["images"])]]),
+        "tableC_metric_controls": (header, control_rows),
     }
+
+
+def interval_text(interval, digits: int = 3) -> str | None:
+    """``[mean, low, high]`` as "mean [low, high]" (None stays None: not measured)."""
+    if interval is None:
+        return None
+    mean, low, high = interval
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def spread_text(spread, digits: int = 3) -> str | None:
+    """``{"mean", "sd"}`` as "mean ± sd"."""
+    return None if spread is None else f"{spread['mean']:.{digits}f} ± {spread['sd']:.{digits}f}"
+
+
+def control_lines(record: dict) -> list[str]:
+    """The verdicts of PROTOCOL §8 on the paper's four claims, one line each, numbers from a ``controls`` record."""
+    intervals, verdicts = record["intervals"], record["verdicts"]
+    lines = []
+    for claim, verdict in verdicts.items():
+        fill, kind = claim.split("/")
+        parts = [f"AUC({kind}) − AUC(original) {interval_text(intervals[f'diff {kind}-original/{fill}'])}: "
+                 + ("resolved at 95 %" if verdict["resolved"] else "**not resolved** at 95 %"),
+                 f"against count-matched random {interval_text(intervals[f'diff {kind}-matched/{fill}'])}: "
+                 + ("beats it" if verdict["beats_matched_random"] else "**does not beat it**")]  # fmt: skip
+        if verdict["survives_imputation_srg"] is not None:
+            gain = interval_text(intervals[f"diff srg {kind}-original/imputation"])
+            parts.append(f"SRG gain over the original under imputation {gain}: "
+                         + ("survives" if verdict["survives_imputation_srg"] else "**does not survive**"))  # fmt: skip
+        else:
+            parts.append("imputation fill not run")
+        parts.append(f"against the directed-fill original {interval_text(intervals[f'diff {kind}-directed'])}: "
+                     + ("**the directed fill closes the gap**" if verdict["directed_closes_gap"]
+                        else "the gap stays"))  # fmt: skip
+        lines.append(f"- {fill} deletion, {kind}: " + "; ".join(parts) + ".")
+    leakage = record.get("leakage", {})
+    if leakage:
+        best = max(((v, k, p) for k, per in leakage.items() for p, v in per.items()), default=None)
+        lines.append(f"- Mask leakage: a small CNN reading only the deletion masks of {record['train_images']} train "
+                     f"images names the model's prediction on {record['images']} test images with accuracy up to "
+                     f"{best[0]:.3f} ({best[1]} map, {float(best[2]):.0%} deleted); naming the most frequent "
+                     f"prediction scores {record.get('leakage_baseline', 1 / CLASSES):.3f}.")  # fmt: skip
+    return lines
 
 
 def _keys(records, keys_of) -> list:
@@ -374,7 +436,8 @@ def _latex(title, header, rows) -> str:
 def write_summary(profile: Profile, figures_dir: str | Path) -> Path:
     """``<figures_dir>/README.md``: ours beside the paper's, cell by cell, then column by column, from the records."""
     figures_dir = Path(figures_dir)
-    records = {c.id: {kind: read_record(figures_dir, kind, c.id) for kind in ("train", "deletion_test", "run")}
+    records = {c.id: {kind: read_record(figures_dir, kind, c.id)
+                      for kind in ("train", "deletion_test", "run", "controls")}
                for c in profile.columns}  # fmt: skip
     done = [c for c in profile.columns if records[c.id]["train"] and records[c.id]["deletion_test"]]
     lines = [
@@ -400,7 +463,15 @@ def write_summary(profile: Profile, figures_dir: str | Path) -> Path:
               for c in profile.columns]  # fmt: skip
     if any(sanity or curves for _, sanity, curves in beyond):
         lines += _beyond_section(beyond)
-    lines += ["## Files", "", "- `tables/`: Tables 1–3 and Appendix B's AUC table as CSV, Markdown and LaTeX."]
+    controls = [(c, read_record(figures_dir, "controls", c.id)) for c in profile.columns]
+    if any(record for _, record in controls):
+        lines += _controls_section(controls)
+    lines += [
+        "## Files",
+        "",
+        "- `tables/`: Tables 1–3, Appendix B's AUC table, the sanity checks (S), other "
+        "methods (D) and the metric controls (C), as CSV, Markdown and LaTeX.",
+    ]
     lines += [f"- `{p.name}`" for p in sorted([*figures_dir.glob("*.png"), *figures_dir.glob("*.jpg")])]
     return atomic_write_text(figures_dir / "README.md", "\n".join(lines) + "\n")
 
@@ -491,13 +562,22 @@ def _side_by_side(columns, records) -> list[str]:
         lines.append(f"| {column.label} | {ours:.4f} | " + " | ".join(cells) + " |")
     for fill, title in (("black", "Table 2: black-deletion AUC"), ("white", "Table 3: white-deletion AUC")):
         kinds = ("original", "positive", "active") if fill == "black" else ("original", "negative", "inactive")
-        lines += ["", f"**{title}** (test split)", "", "| column | map | ours | paper | difference |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", f"**{title}** (test split; the interval is notebook 08's, a paired 95 % bootstrap over its "
+                  "subset of test images)", "", "| column | map | ours | paper | difference | 08: AUC [95 % interval] "
+                  "| 08: AUC − original's [95 % interval] |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for column in columns:
             curves = records[column.id]["deletion_test"]["curves"]
+            controls = records[column.id].get("controls")
             for kind in kinds:
                 ours, paper = curves[f"{fill}/{kind}"]["auc"], PAPER_AUC[f"{fill}/{kind}"].get(column.id)
                 cells = [f"{paper:.2f}", _signed(ours - paper, 3)] if paper is not None else ["", ""]
+                if controls:
+                    cells.append(f"{interval_text(controls['intervals'][f'auc paper/{fill}/{kind}'])} "
+                                 f"({controls['images']} images)")  # fmt: skip
+                    difference = controls["intervals"].get(f"diff {kind}-original/{fill}")
+                    cells.append(interval_text(difference) if difference else "")
+                else:
+                    cells += ["", ""]
                 lines.append(f"| {column.label} | {kind} | {ours:.3f} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
@@ -571,6 +651,22 @@ def _beyond_section(beyond) -> list[str]:
                       "The paper's conjecture that black and white extremes favour positive/negative over "
                       "active/inactive maps, as AUC gaps (negative: the signed map deletes better), from the "
                       "extreme fill to the mildest:", "", *conjecture_lines(curves), ""]  # fmt: skip
+    return lines
+
+
+def _controls_section(controls) -> list[str]:
+    lines = ["## Is the gain real? Controls for the deletion metric", "",
+             "Notebook 08, PROTOCOL §8. Per claim: whether the interval of the AUC difference (map minus original, "
+             "paired 95 % bootstrap over images) lies below 0 (*resolved*); whether the map also beats random "
+             "deletion of exactly as many pixels in each image (*count-matched random*, mean of 5 seeds); whether "
+             "its SRG = AUC(LeRF) − AUC(MoRF) on full rankings under ROAD's imputation fill is above the "
+             "original map's (*survives*); and whether the original map given the sign-aware directed fill "
+             "is no longer beaten (*closes the gap*). Every verdict is computed from `results/controls_*.json`; "
+             "Table C (`tables/tableC_metric_controls.*`) has every number with its interval.", ""]  # fmt: skip
+    for column, record in controls:
+        if record:
+            lines += [f"### {column.label}", "", f"{record['images']} test images, {record['resamples']} resamples, "
+                      f"seeds {record['seeds']}.", "", *control_lines(record), ""]  # fmt: skip
     return lines
 
 

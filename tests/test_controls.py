@@ -1,0 +1,272 @@
+"""The deletion metric's controls (PROTOCOL §8) against closed forms, hand-made cases and the libraries they replace."""
+
+import doctest
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from signed_saliency import controls
+from signed_saliency.controls import (
+    ImputationFill,
+    bootstrap,
+    control_curves,
+    count_matched,
+    directed_fill,
+    full_ranking,
+    image_aucs,
+    linear_imputation,
+    mask_leakage,
+    random_maps,
+    srg,
+    summarize,
+)
+from signed_saliency.deletion import FRACTIONS, deletion_curves
+from signed_saliency.evaluation import PAPER_CURVES
+from signed_saliency.saliency import saliency_maps, target_gradient
+
+
+def test_docstring_examples_hold():
+    assert doctest.testmod(controls).failed == 0
+
+
+class FlipsOnOnePixel(nn.Module):
+    """Predicts class 1 while pixel (0, 0) of channel 0 is above 0.5, class 0 once it is deleted to black."""
+
+    def forward(self, x):
+        return torch.stack([torch.full_like(x[:, 0, 0, 0], 0.5), x[:, 0, 0, 0]], dim=1)
+
+
+def test_random_deletion_matches_its_closed_form():
+    # k = round(p·H·W) pixels deleted uniformly at random: the known pixel survives with probability 1 − k/(H·W).
+    n, side = 2000, 8
+    images = torch.rand(n, 3, side, side) * 0.4
+    images[:, :, 0, 0] = 1.0
+    curve = deletion_curves(FlipsOnOnePixel(), images, {"r": (random_maps(n, side, side, seed=3), "black")})["r"]
+    for p, observed in zip(FRACTIONS, curve.allegiance.tolist()):
+        expected = 1 - round(p * side * side) / (side * side)
+        standard_error = math.sqrt(expected * (1 - expected) / n)
+        assert abs(observed - expected) <= 4 * standard_error + 1e-9, (p, observed, expected)
+
+
+def test_random_maps_are_seeded_positive_and_tie_free():
+    a, b = random_maps(3, 5, 5, seed=1), random_maps(3, 5, 5, seed=1)
+    assert torch.equal(a, b) and not torch.equal(a, random_maps(3, 5, 5, seed=2))
+    assert (a > 0).all() and (a <= 1).all() and a.flatten(1).unique(dim=1).shape[1] == 25
+
+
+def test_full_rankings_by_hand_with_ties_and_zeros():
+    saliency = torch.tensor([[[3.0, 0.0, 1.0], [1.0, 0.0, 2.0]]])
+    morf = full_ranking(saliency, seed=0).ranks[0]
+    lerf = full_ranking(saliency, seed=0, lowest_first=True).ranks[0]
+    assert morf[0, 0] == 0 and morf[1, 2] == 1  # 3, then 2
+    assert {morf[0, 2].item(), morf[1, 0].item()} == {2, 3}  # the tied 1s next, in a seeded order
+    assert {morf[0, 1].item(), morf[1, 1].item()} == {4, 5}  # the zeros last: a full ranking deletes them too
+    assert {lerf[0, 1].item(), lerf[1, 1].item()} == {0, 1} and {lerf[0, 2].item(), lerf[1, 0].item()} == {2, 3}
+    assert lerf[1, 2] == 4 and lerf[0, 0] == 5
+    assert torch.equal(full_ranking(saliency, seed=0).ranks, full_ranking(saliency, seed=0).ranks)
+    orders = {tuple(full_ranking(saliency, seed=s).ranks.flatten().tolist()) for s in range(20)}
+    assert len(orders) == 4  # 2 ways to order the 1s × 2 for the zeros: every tie-break occurs
+    # Exactly round(p·H·W) pixels at each fraction, the highest first.
+    masks, counts = full_ranking(saliency, seed=0).masks_and_counts(slice(None), (0.0, 0.34, 0.5, 1.0))
+    assert counts[:, 0].tolist() == [0, 2, 3, 6] and masks.flatten(1).sum(1).tolist() == [0, 2, 3, 6]
+    assert masks[1, 0].tolist() == [[True, False, False], [False, False, True]]
+
+
+def test_count_matched_deletes_as_many_pixels_as_the_map_in_growing_sets():
+    torch.manual_seed(0)
+    saliency = torch.rand(6, 8, 8).clamp(min=0.6) - 0.6  # sparse: ~60 % zeros, never deleted by §2
+    matched = count_matched(saliency, seed=4)
+    masks, counts = matched.masks_and_counts(slice(None), FRACTIONS)
+    from signed_saliency.deletion import deletion_masks
+
+    assert torch.equal(masks.flatten(2).sum(2), deletion_masks(saliency).flatten(2).sum(2))
+    assert (masks[1:] >= masks[:-1]).all()  # nested: the sets grow with the fraction
+    with pytest.raises(ValueError, match="fractions"):
+        matched.masks_and_counts(slice(None), (0.0, 0.5))
+
+
+def test_srg_and_per_image_aucs_of_known_curves():
+    fractions = (0.0, 0.5, 1.0)
+    morf = torch.tensor([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])  # image 0 flips at once, image 1 late
+    lerf = torch.ones(3, 2)
+    assert image_aucs(morf, fractions).tolist() == [0.25, 0.75]
+    assert image_aucs(lerf, fractions).tolist() == [1.0, 1.0]
+    assert srg(image_aucs(morf, fractions), image_aucs(lerf, fractions)).tolist() == [0.75, 0.25]
+
+
+@pytest.mark.parametrize("side", [5, 16])
+def test_imputation_equals_quantus_and_spsolve_borders_and_corners(side):
+    from quantus.functions.perturb_func import noisy_linear_imputation
+    from scipy.sparse import lil_matrix
+    from scipy.sparse.linalg import spsolve
+
+    generator = torch.Generator().manual_seed(side)
+    images = torch.rand(6, 3, side, side, generator=generator)
+    shares = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9, 0.97])[:, None, None]
+    deleted = torch.rand(6, side, side, generator=generator) < shares
+    deleted[:, 0, 0] = deleted[:, -1, -1] = deleted[:, 0, :] = True  # corners and a whole border row
+    deleted[:, -1, 0] = False  # every image keeps a pixel
+    ours = linear_imputation(images, deleted).double().numpy()
+    for i in range(len(images)):
+        index = np.flatnonzero(deleted[i].numpy())
+        theirs = noisy_linear_imputation(images[i].double().numpy(), index, noise=0.0)
+        assert np.abs(ours[i] - theirs).max() < 1e-5
+        # The same system written out from PROTOCOL §8 and solved directly.
+        unknown = {int(j): n for n, j in enumerate(index)}
+        a, b = lil_matrix((len(index), len(index))), np.zeros((len(index), 3))
+        for j, row in unknown.items():
+            y, x = divmod(j, side)
+            total = 0.0
+            for dy, dx, w in [(dy, dx, 1 / 6 if dy == 0 or dx == 0 else 1 / 12)
+                              for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]:  # fmt: skip
+                if 0 <= y + dy < side and 0 <= x + dx < side:
+                    total += w
+                    k = (y + dy) * side + x + dx
+                    if k in unknown:
+                        a[row, unknown[k]] -= w
+                    else:
+                        b[row] += w * images[i, :, y + dy, x + dx].double().numpy()
+            a[row, row] = total
+        direct = spsolve(a.tocsc(), b)
+        assert np.abs(ours[i].reshape(3, -1)[:, index].T - direct).max() < 1e-5
+    assert np.array_equal(ours[~deleted[:, None].expand(-1, 3, -1, -1).numpy()],
+                          images.double().numpy()[~deleted[:, None].expand(-1, 3, -1, -1).numpy()])  # fmt: skip
+
+
+def test_imputation_noise_is_seeded_of_the_stated_size_and_only_on_deleted_pixels():
+    images = torch.rand(4, 3, 32, 32)
+    deleted = torch.rand(4, 1, 32, 32) < 0.5
+    rows = torch.arange(4)
+
+    def filled(fill):
+        altered = images.clone()
+        fill(altered, deleted, rows)
+        return altered
+
+    plain = linear_imputation(images, deleted)
+    noisy = filled(ImputationFill(noise=0.01, seed=7))
+    assert torch.equal(noisy, filled(ImputationFill(noise=0.01, seed=7)))
+    assert not torch.equal(noisy, filled(ImputationFill(noise=0.01, seed=8)))
+    difference = (noisy - plain)[deleted.expand_as(images)]
+    assert abs(difference.std().item() - 0.01) < 0.0005 and abs(difference.mean().item()) < 0.0005
+    assert torch.equal(noisy[~deleted.expand_as(images)], images[~deleted.expand_as(images)])
+    # The same image gets the same noise in any batch or chunk.
+    one = images[2:3].clone()
+    ImputationFill(noise=0.01, seed=7, first_image=2)(one, deleted[2:3], torch.arange(1))
+    assert torch.allclose(one, noisy[2:3], atol=1e-6)
+
+
+def test_imputation_refuses_images_with_nothing_kept():
+    with pytest.raises(ValueError, match="every pixel deleted"):
+        linear_imputation(torch.rand(2, 3, 4, 4), torch.ones(2, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="bool mask"):
+        linear_imputation(torch.rand(2, 3, 4, 4), torch.ones(2, 4, 4))
+
+
+def test_directed_fill_by_hand_on_a_linear_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10))
+    with torch.no_grad():
+        model[1].weight[:, :5] = 0.0  # pixel-channels with no gradient: the fill leaves them alone
+    images = torch.rand(2, 3, 4, 4)
+    _, gradient = target_gradient(model, images, None)
+    predicted = model(images).argmax(1)
+    weights = model[1].weight.detach()[predicted].view(2, 3, 4, 4)  # a linear model's gradient is its weights
+    assert torch.equal(gradient, weights)
+    expected = torch.where(weights > 0, 0.0, torch.where(weights < 0, 1.0, images))
+    fill = directed_fill(images, gradient)
+    assert torch.equal(fill.replacement, expected)
+    altered, deleted = images.clone(), torch.zeros(2, 1, 4, 4, dtype=torch.bool)
+    deleted[:, :, :2] = True
+    fill(altered, deleted, torch.arange(2))
+    assert torch.equal(altered[:, :, :2], expected[:, :, :2]) and torch.equal(altered[:, :, 2:], images[:, :, 2:])
+    with pytest.raises(ValueError, match="shape"):
+        directed_fill(images, gradient[:, :1])
+
+
+def test_bootstrap_interval_covers_a_known_mean_90_to_99_percent_of_the_time():
+    covered = 0
+    for trial in range(200):
+        draws = (torch.rand(100, generator=torch.Generator().manual_seed(trial)) < 0.3).double()
+        _, low, high = bootstrap({"x": draws}, resamples=2000, seed=trial)["x"]
+        covered += float(low) <= 0.3 <= float(high)
+    assert 180 <= covered <= 198, covered
+
+
+def test_paired_intervals_are_narrower_than_unpaired_on_correlated_data():
+    generator = torch.Generator().manual_seed(0)
+    a = torch.rand(200, generator=generator, dtype=torch.float64)
+    b = a + 0.05 + 0.02 * torch.randn(200, generator=generator, dtype=torch.float64)
+    _, low, high = bootstrap({"a-b": a - b}, seed=1)["a-b"]
+    # Unpaired: a and b resampled independently.
+    i, j = (torch.randint(0, 200, (2000, 200), generator=generator) for _ in range(2))
+    unpaired = torch.quantile(a[i].mean(1) - b[j].mean(1), torch.tensor([0.025, 0.975], dtype=torch.float64))
+    assert float(high - low) < 0.5 * float(unpaired[1] - unpaired[0])
+    assert float(high) < 0  # b is above a: resolved
+    # The same seed gives the same resamples to every statistic: a−b's interval is a's minus b's, shifted alike.
+    shared = bootstrap({"a": a, "b": b, "a-b": a - b}, seed=1)
+    assert torch.allclose(shared["a-b"][0], shared["a"][0] - shared["b"][0])
+
+
+def test_mask_leakage_reads_labels_off_encoding_masks_and_not_off_random_ones():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (600,), generator=generator)
+    encoding = torch.zeros(600, 32, 32, dtype=torch.bool)
+    for c in range(10):  # class c deletes the c-th vertical band
+        encoding[labels == c, :, 3 * c : 3 * c + 3] = True
+    train, test = slice(0, 400), slice(400, 600)
+    assert mask_leakage(encoding[train], labels[train], encoding[test], labels[test]) > 0.95
+    noise = torch.rand(600, 32, 32, generator=generator) < 0.3
+    assert mask_leakage(noise[train], labels[train], noise[test], labels[test]) < 0.25
+
+
+def test_bad_input_is_refused_with_what_to_fix():
+    with pytest.raises(ValueError, match="seed must be an int"):
+        random_maps(2, 4, 4, seed=1.5)
+    with pytest.raises(ValueError, match="seed must be an int"):
+        full_ranking(torch.rand(1, 4, 4), seed="0")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        count_matched(torch.rand(1, 4, 4), seed=0, fractions=(0.0, 1.5))
+    with pytest.raises(ValueError, match=r"\(B, H, W\)"):
+        full_ranking(torch.rand(4, 4), seed=0)
+    with pytest.raises(ValueError, match="resamples"):
+        bootstrap({"x": torch.ones(3)}, resamples=0)
+    with pytest.raises(ValueError, match="same images"):
+        bootstrap({"x": torch.ones(3), "y": torch.ones(4)})
+    with pytest.raises(ValueError, match="noise"):
+        ImputationFill(noise=-1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10))
+    images = torch.rand(2, 3, 4, 4)
+    with pytest.raises(ValueError, match="lacks"):
+        control_curves(model, images, {"original": torch.rand(2, 4, 4)}, torch.rand(2, 3, 4, 4))
+
+
+def test_control_curves_share_the_paper_curves_and_summarize_every_claim():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10)).eval()
+    images = torch.rand(12, 3, 8, 8)
+    maps = saliency_maps(model, images)
+    _, gradient = target_gradient(model, images, None)
+    curves = control_curves(model, images, maps, gradient, seeds=(0, 1))
+    paper = deletion_curves(model, images, {f"{f}/{k}": (maps[k], f) for f, k in PAPER_CURVES})
+    for key, curve in paper.items():
+        assert torch.equal(curves[f"paper/{key}"].allegiance, curve.allegiance)
+        fill, kind = key.split("/")
+        for seed in (0, 1) if kind != "original" else ():  # count-matched random deletes exactly what the map deleted
+            assert torch.equal(curves[f"matched/{fill}/{kind}/{seed}"].deleted, curve.deleted)
+    assert curves["morf/imputation/original"].fill == "imputation" and curves["directed/original"].fill == "directed"
+    record = summarize(curves, resamples=200)
+    for fill, kind in controls.CLAIMS:
+        mean, low, high = record["intervals"][f"diff {kind}-original/{fill}"]
+        assert low <= mean <= high
+        assert abs(mean - (paper[f"{fill}/{kind}"].auc - paper[f"{fill}/original"].auc)) < 1e-6
+        assert set(record["verdicts"][f"{fill}/{kind}"]) == {
+            "resolved",
+            "beats_matched_random",
+            "survives_imputation_srg",
+            "directed_closes_gap",
+        }
+    assert len(record["bands"]["paper/black/positive"]["low"]) == len(FRACTIONS)
