@@ -10,14 +10,14 @@ import sys
 
 import torch
 
-from benchmarks import deletion, end_to_end, gradients, report, training
+from benchmarks import deletion, end_to_end, gradients, imputation, report, training
 from benchmarks.timing import machine
 from signed_saliency import paths
 from signed_saliency.data import load_dataset
 from signed_saliency.models import build
 from signed_saliency.training import TrainConfig, fit, resolve_device
 
-SECTIONS = ("gradients", "deletion", "training", "end_to_end")
+SECTIONS = ("gradients", "deletion", "imputation", "training", "end_to_end")
 # Sizes per device kind: the CPU ones keep `make bench` to minutes on 2 cores.
 SIZES = {
     "cpu": {"r18_224_batch": 64, "deletion_224_images": 8, "frozen_images": 64, "frozen_epochs": 3, "steps": 50},
@@ -56,6 +56,13 @@ def run_deletion(device, sizes, args) -> dict:
         "floor": [*deletion.floor_variants(trained, cifar, "CNN, CIFAR-10", device, args.repeats),
                   *deletion.floor_variants(r18, cifar, "ResNet-18, CIFAR-10", device, args.repeats)],
     }  # fmt: skip
+
+
+def run_imputation(device, sizes, args) -> dict:
+    cifar = load_dataset("cifar10", "test", str(paths.data_root(args.data_root))).subset(256, 0).batch(slice(None))
+    torch.manual_seed(0)
+    model = build("cnn").eval().to(device)
+    return {"imputation": [imputation.run(model, cifar.to(device), "CNN (random weights), CIFAR-10", args.repeats)]}
 
 
 def run_training(device, sizes, args) -> dict:
@@ -98,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(stored.read_text()) if args.only and stored.exists() else {}
     results.update({"device": "CUDA" if device.type == "cuda" else "CPU", "machine": machine(device),
                     "date": datetime.date.today().isoformat()})  # fmt: skip
-    runners = {"gradients": run_gradients, "deletion": run_deletion, "training": run_training,
-               "end_to_end": run_end_to_end}  # fmt: skip
+    runners = {"gradients": run_gradients, "deletion": run_deletion, "imputation": run_imputation,
+               "training": run_training, "end_to_end": run_end_to_end}  # fmt: skip
     for section in args.only or SECTIONS:
         print(f"benchmarking {section.replace('_', ' ')} on {device}", file=sys.stderr)
         results.update(runners[section](device, sizes, args))

@@ -75,6 +75,14 @@ def _section(r: dict) -> list[str]:
     for row in r["floor"]:
         lines.append(f"| {row['what']} | {_ms(row['seconds'])} | {row['gain']:.2f}× | "
                      f"{'yes' if row['identical'] else '**no**'} |")  # fmt: skip
+    if r.get("imputation"):
+        lines += ["", "### ROAD's linear imputation (PROTOCOL §8): every image × fraction of 256 images", "",
+                  "| what | images × fractions | systems | ours | Quantus, per image | speed-up | max abs difference |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for row in r["imputation"]:
+            lines.append(f"| {row['what']} | {row['images']} × {row['fractions']} | {row['systems']:,} | "
+                         f"{_ms(row['ours'])} | {_ms(row['quantus'])} | {row['quantus'] / row['ours']:.1f}× | "
+                         f"{row['max_abs_difference']:.1e} |")  # fmt: skip
     t = r["training"]
     lines += ["", "### Training", "", "| what | ours | theirs | speed-up |", "|---|---|---|---|",
               f"| CNN on CIFAR-10, batch {t['batch']}, {t['steps']} steps: images/s (ours: uint8 tensor; theirs: "

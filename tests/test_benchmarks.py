@@ -10,8 +10,9 @@ import json
 import pytest
 import torch
 
-from benchmarks import deletion, gradients, report, training
+from benchmarks import deletion, gradients, imputation, report, training
 from signed_saliency import saliency
+from signed_saliency.deletion import FRACTIONS
 from signed_saliency.models import BasicCNN
 from signed_saliency.saliency import class_gradients
 
@@ -106,6 +107,8 @@ def test_report_renders_every_row(tmp_path):
                "training": {"batch": 128, "steps": 50, "workers": 2, "ours": 3000.0, "reference": 1000.0,
                             "load_seconds": 1.4, "frozen_size": 224, "frozen_images": 64, "frozen_epochs": 3,
                             "cached": 2.0, "through": 6.0},
+               "imputation": [{"what": "CNN, CIFAR-10", "images": 256, "fractions": 13, "systems": 3072, "ours": 3.6,
+                               "quantus": 14.4, "max_abs_difference": 4e-6}],
                "end_to_end": {"smoke": {"seconds": 198.0, "how": "rerun now"}}, "note": "an older run."}  # fmt: skip
     report.save(results, "cpu", tmp_path)
     assert json.loads((tmp_path / "results_cpu.json").read_text()) == results
@@ -117,6 +120,15 @@ def test_report_renders_every_row(tmp_path):
     assert "| chunks, channels-last | 2,000 ms | 1.25× | 1.0e-04 (of 2.0e-03) |" in text
     assert "| 3,000 | 1,000 | 3.00× |" in text and "| 2,000 ms | 6,000 ms | 3.00× |" in text
     assert "| `smoke` | 3.3 min | rerun now |" in text and "Note: an older run." in text
+    assert "| CNN, CIFAR-10 | 256 × 13 | 3,072 | 3,600 ms | 14,400 ms | 4.0× | 4.0e-06 |" in text
+
+
+def test_imputation_row_fills_what_quantus_fills():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 64, 10))
+    row = imputation.run(model.eval(), torch.rand(3, 3, 8, 8), "tiny", repeats=1)
+    assert row["systems"] == 3 * (len(FRACTIONS) - 1) and row["max_abs_difference"] < 1e-5
+    assert row["ours"] > 0 and row["quantus"] > 0
 
 
 def test_interleaved_medians_time_each_function_in_turn():

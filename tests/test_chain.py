@@ -71,6 +71,8 @@ def test_smoke_profile_runs_the_whole_chain(tmp_path, capsys):
     check_tables(figures, ran)
     summary = (figures / "README.md").read_text()
     assert all(f"## {c.label}" in summary for c in profile.columns)
+    assert "## Is the gain real? Controls for the deletion metric" in summary
+    assert all(f"### {c.label}" in summary.split("## Is the gain real?")[1] for c in ran)
     for column in ran:  # where it ran, recorded by the runner; "auto" is the CPU on a machine without CUDA
         run = json.loads((figures / "results" / f"run_{column.id}.json").read_text())
         expected = "NVIDIA" if torch.cuda.is_available() else "cpu: "
@@ -92,6 +94,13 @@ def check_tables(figures, ran):
             aucs = [float(r[column.label]) for name, r in table.items() if "/" in name and "paper" not in name]
             assert aucs and all(finite_in_range(a, 0, 0.9) for a in aucs), stem
     assert rows("table2_black_deletion_auc")["black/positive (paper)"]["cifar10/cnn"] == "0.14"
+    table_c = rows("tableC_metric_controls")
+    for column in ran:  # Table C: every difference as "mean [low, high]" with low <= mean <= high, in range
+        for name in ("diff positive-original/black", "diff inactive-matched/white", "srg imputation/active"):
+            mean, low, high = (float(v) for v in table_c[name][column.label].replace("[", "").replace("]", "")
+                               .replace(",", "").split())  # fmt: skip
+            assert -0.9 <= low <= mean <= high <= 0.9, (name, column.label)
+        assert int(table_c["images"][column.label]) == column.controls_images
 
 
 @pytest.mark.data

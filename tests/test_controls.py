@@ -270,3 +270,39 @@ def test_control_curves_share_the_paper_curves_and_summarize_every_claim():
             "directed_closes_gap",
         }
     assert len(record["bands"]["paper/black/positive"]["low"]) == len(FRACTIONS)
+
+
+def test_a_record_renders_as_verdict_lines_table_cells_and_figures():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from signed_saliency.plotting import plot_control_curves, plot_control_grids
+    from signed_saliency.tables import control_lines, interval_text, spread_text
+
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10)).eval()
+    images = torch.rand(10, 3, 8, 8)
+    maps = saliency_maps(model, images)
+    curves = control_curves(model, images, maps, target_gradient(model, images, None)[1], seeds=(0, 1))
+    record = summarize(curves, resamples=100)
+    record.update(train_images=10, leakage_baseline=0.3,
+                  leakage={k: {"0.1": 0.2, "0.3": 0.4, "0.5": 0.6} for k in controls.KINDS})  # fmt: skip
+    lines = control_lines(record)
+    assert len(lines) == 5 and lines[-1].endswith("scores 0.300.") and "accuracy up to 0.600" in lines[-1]
+    difference = interval_text(record["intervals"]["diff positive-original/black"])
+    assert difference in lines[0] and lines[0].startswith("- black deletion, positive: AUC(positive)")
+    assert interval_text([0.1234, 0.1, 0.15]) == "0.123 [0.100, 0.150]" and interval_text(None) is None
+    assert spread_text({"mean": 0.25, "sd": 0.0125}) == "0.250 ± 0.013"
+    agreement = {k: c.agreement for k, c in curves.items() if k.startswith(("paper/", "directed/"))}
+    fig = plot_control_curves(agreement, record["fractions"], record["random"], resamples=50)
+    assert len(fig.axes) == 2 and {t.get_text() for t in fig.axes[0].get_legend().get_texts()} >= {
+        "original",
+        "positive",
+        "active",
+        "original, directed fill",
+        "random map",
+    }
+    grids = plot_control_grids(record)
+    cells = {t.get_text() for t in grids.axes[0].texts}
+    assert f"{record['intervals']['srg imputation/positive'][0]:.3f}" in cells
+    assert {t.get_text() for t in grids.axes[1].texts} >= {"0.20", "0.40", "0.60"}

@@ -193,8 +193,11 @@ def _vcycle(residual: torch.Tensor, levels: Sequence[_Level], depth: int = 0, co
         for _ in range(coarsest_sweeps - 1):
             error.addcmul_(level.jacobi, residual - _apply(error, level))
         return error
-    coarse = 4 * F.avg_pool2d(residual - _apply(error, level), 2)
-    error.addcmul_(level.unknown, F.interpolate(_vcycle(coarse, levels, depth + 1, coarsest_sweeps), scale_factor=2))
+    planes, height, width = residual.shape[1], residual.shape[2] // 2, residual.shape[3] // 2
+    blocks = (1, planes, height, 2, width, 2)  # each coarse pixel's four fine ones, as views: no copies
+    coarse = (residual - _apply(error, level)).view(blocks).sum(dim=(3, 5))
+    correction = _vcycle(coarse, levels, depth + 1, coarsest_sweeps).view(1, planes, height, 1, width, 1)
+    error.view(blocks).addcmul_(level.unknown.view(blocks), correction)
     return error.addcmul_(level.jacobi, residual - _apply(error, level))
 
 

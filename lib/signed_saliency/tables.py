@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 
 from signed_saliency.attribution import ATTRIBUTIONS, RELU_RULES
+from signed_saliency.controls import CLAIMS as _CLAIMS
 from signed_saliency.data import SOURCE_NAMES, TEST_SPLIT, expected_count
 from signed_saliency.evaluation import BEYOND_FILLS
 from signed_saliency.io import atomic_write_text
@@ -207,8 +208,8 @@ def control_lines(record: dict) -> list[str]:
     """The verdicts of PROTOCOL §8 on the paper's four claims, one line each, numbers from a ``controls`` record."""
     intervals, verdicts = record["intervals"], record["verdicts"]
     lines = []
-    for claim, verdict in verdicts.items():
-        fill, kind = claim.split("/")
+    for fill, kind in _CLAIMS:
+        verdict = verdicts[f"{fill}/{kind}"]
         parts = [f"AUC({kind}) − AUC(original) {interval_text(intervals[f'diff {kind}-original/{fill}'])}: "
                  + ("resolved at 95 %" if verdict["resolved"] else "**not resolved** at 95 %"),
                  f"against count-matched random {interval_text(intervals[f'diff {kind}-matched/{fill}'])}: "
@@ -219,9 +220,12 @@ def control_lines(record: dict) -> list[str]:
                          + ("survives" if verdict["survives_imputation_srg"] else "**does not survive**"))  # fmt: skip
         else:
             parts.append("imputation fill not run")
-        parts.append(f"against the directed-fill original {interval_text(intervals[f'diff {kind}-directed'])}: "
-                     + ("**the directed fill closes the gap**" if verdict["directed_closes_gap"]
-                        else "the gap stays"))  # fmt: skip
+        against_directed = f"against the directed-fill original {interval_text(intervals[f'diff {kind}-directed'])}: "
+        if not verdict["resolved"]:
+            parts.append(against_directed + "no resolved gap to close")
+        else:
+            parts.append(against_directed + ("**the directed fill closes the gap**" if verdict["directed_closes_gap"]
+                                             else "the gap stays"))  # fmt: skip
         lines.append(f"- {fill} deletion, {kind}: " + "; ".join(parts) + ".")
     leakage = record.get("leakage", {})
     if leakage:
@@ -504,8 +508,11 @@ def _changes_from_paper(profile: Profile) -> list[str]:
         lines += ["The paper's optimiser, batch size, learning rate, resolution and architectures are kept; only "
                   "these differ (seeded subsets, the same for every map kind):", "", *changes]  # fmt: skip
     lines.append(
-        "- Every column: the sanity checks (notebook 06) and the other methods' curves (notebook 07) are beyond "
-        "the paper and run on a seeded subset of the test split (`sanity_images`, `beyond_images`)."
+        "- Every column: the sanity checks (notebook 06), the other methods' curves (notebook 07) and the metric "
+        "controls (notebook 08) are beyond the paper and run on a seeded subset of the test split (`sanity_images`, "
+        "`beyond_images`, `controls_images`: "
+        + ", ".join(f"{c.label} {'all' if c.controls_images is None else c.controls_images}" for c in profile.columns)
+        + " images for 08, with as many train images for its mask-leakage test)."
     )
     return [*lines, ""]
 
@@ -522,6 +529,20 @@ def _wall_time(profile: Profile, records) -> list[str]:
              f"{total / 60:.1f} minutes for the notebooks of {len(runs)} column{'s' * (len(runs) != 1)} in their last "
              f"runs, on {' and '.join(devices)}: " + ", ".join(f"{label} {run['wall_seconds'] / 60:.1f}"
                                                               for label, run in runs.items()) + " min."]  # fmt: skip
+    controls = sum(run.get("notebooks", {}).get("08_metric_controls", {}).get("seconds", 0) for run in runs.values())
+    if controls:
+        share, extra = controls / total, controls / (total - controls)
+        lines += ["", f"Of these, notebook 08 (the metric controls) took {controls / 60:.1f} min, {share:.1%} of the "
+                  f"total ({extra:.1%} on top of 01–07)."]  # fmt: skip
+    notebooks = {name: sum(run.get("notebooks", {}).get(name, {}).get("seconds", 0) for run in runs.values())
+                 for name in dict.fromkeys(n for run in runs.values() for n in run.get("notebooks", {}))}  # fmt: skip
+    if notebooks:
+        lines += [""]
+        lines.append(
+            "Per notebook, summed over the columns: "
+            + ", ".join(f"{name} {seconds / 60:.1f}" for name, seconds in notebooks.items())
+            + " min."
+        )
     if missing:
         lines.append(f"Not run yet: {', '.join(missing)}.")
     return [*lines, ""]
@@ -541,9 +562,6 @@ def _data_overview(columns, records) -> list[str]:
     lines += [f"- {label}: {text}" + (" (the complete data)." if current else ".") for label, (text, current) in
               copies.items()]  # fmt: skip
     return [*lines, ""]
-
-
-_CLAIMS = (("black", "positive"), ("black", "active"), ("white", "negative"), ("white", "inactive"))
 
 
 def _signed(value: float, digits: int) -> str:
