@@ -193,3 +193,10 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
     if any(b < a for a, b in zip(fractions, fractions[1:])):
         raise ValueError(f"fractions must be ascending, got {fractions}")
     return fractions
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int, or a ValueError: a float or a string would seed something else than meant."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
+    return int(seed)

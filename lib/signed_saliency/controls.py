@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from signed_saliency.checks import check_fractions, check_images
-from signed_saliency.deletion import FRACTIONS, DeletionCurve, deleted_counts, deletion_curves
+from signed_saliency.checks import check_fractions, check_images, check_seed
+from signed_saliency.deletion import FRACTIONS, DeletionCurve, auc, deleted_counts, deletion_curves
 
 SEEDS = (0, 1, 2, 3, 4)
 RESAMPLES = 2000
@@ -37,13 +37,6 @@ SRG_FILLS = ("black", "white", "imputation")
 _IMPUTATION_PIXELS = 128 * 32 * 32  # pixels per imputation solve: 128 CIFAR-10 images
 # ROAD's weights: 1/6 for the 4 edge neighbours, 1/12 for the 4 diagonal ones.
 _STENCIL = ((1 / 12, 1 / 6, 1 / 12), (1 / 6, 0.0, 1 / 6), (1 / 12, 1 / 6, 1 / 12))
-
-
-def check_seed(seed) -> int:
-    """``seed`` as an int, or a ValueError: a float or a string would seed something else than meant."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
-    return int(seed)
 
 
 def _check_maps(saliency: torch.Tensor) -> torch.Tensor:
@@ -548,8 +541,6 @@ def verdicts(record: Mapping) -> dict:
 def concatenate(parts: Sequence[Mapping[str, DeletionCurve]]) -> dict[str, DeletionCurve]:
     """The curves of several chunks of images as one set of curves over all of them (per-image agreement
     concatenated; allegiance, deleted share and AUC recomputed as over all images)."""
-    from signed_saliency.deletion import auc
-
     if not parts:
         raise ValueError("no curves to concatenate")
     out = {}
