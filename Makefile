@@ -6,6 +6,8 @@ ARCHIVES ?= $(or $(SIGNED_SALIENCY_ARCHIVES),../shared/datasets)
 DATA ?= $(or $(SIGNED_SALIENCY_DATA),data)
 PROFILE ?= auto
 ONLY ?=
+SEEDS ?=
+JOBS ?= 1
 # A closed explorer tab leaves its kernel (and its model and data, ~2 GB for Imagenette) running: shut down
 # kernels that no browser has been connected to for 5 minutes, checking every minute.
 # share/jupyter/voila/templates/signed-saliency is Voila's lab template without its CDN stylesheets.
@@ -20,7 +22,7 @@ help: ## list the targets
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[notebooks,test,bench]"
+	$(PY) -m pip install -q -e ".[notebooks,workflow,test,bench]"
 	touch $@
 
 venv: $(VENV)/.installed ## create .venv and install the pinned dependencies (torch 2.14.1 from local disk)
@@ -42,8 +44,9 @@ lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff check lib tests benchmarks
 	$(VENV)/bin/ruff format --check lib tests benchmarks
 
-reproduce: venv data ## set up and run the notebook chain: PROFILE=auto|smoke|quick|paper (auto: paper with CUDA, else quick), ONLY=cifar10/cnn
-	$(PY) -m signed_saliency.reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
+reproduce: venv data ## run the chain's Snakemake workflow: PROFILE=auto|smoke|quick|paper (auto: paper with CUDA, else quick), ONLY=cifar10/cnn, SEEDS=42,43, JOBS=2
+	$(PY) -m signed_saliency.reproduce --profile $(PROFILE) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) \
+		$(if $(SEEDS),--seeds $(SEEDS))
 
 train: venv data ## train + evaluate the CIFAR-10 CNN alone with the paper's settings (50 epochs)
 	$(PY) -m signed_saliency.training --dataset cifar10 --model cnn --epochs 50

@@ -26,8 +26,7 @@ def rerun(profile: str, device: str = "auto") -> float:
         os.environ[paths.CHECKPOINTS_ENV] = str(folder / "checkpoints")  # the notebooks' kernels inherit it
         try:
             started = time.perf_counter()
-            reproduce.run(profile, figures_dir=folder / "figures", build_dir=folder / "build", device=device,
-                          progress=False)  # fmt: skip
+            reproduce.run(profile, figures_dir=folder / "figures", build_dir=folder / "build", device=device)
             return time.perf_counter() - started
         finally:
             if previous is None:

@@ -3,13 +3,18 @@
 import ast
 import csv
 import json
+import shutil
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
 
 import nbformat
 import pytest
 import torch
 
 import signed_saliency
-from signed_saliency import paths, reproduce
+from signed_saliency import paths, reproduce, workflow
 from signed_saliency.profiles import PROFILES, get_profile
 from signed_saliency.tables import FIGURES_BY_RECORD, TABLES, assemble, finite_in_range, missing_figures, write_record
 
@@ -47,15 +52,31 @@ def test_the_chain_is_every_notebook_but_the_explorer():
         reproduce.run("smoke", notebooks=["08_nothing"])
 
 
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The smoke profile run once through the Snakemake workflow from the command line, as a user would, with
+    a copy of the source notebooks (so that a test can edit one)."""
+    root = tmp_path_factory.mktemp("smoke")
+    figures, build, sources = root / "figures", root / "build", root / "notebooks"
+    shutil.copytree(paths.NOTEBOOKS_DIR, sources)
+    command = [sys.executable, "-m", "signed_saliency.reproduce", "--profile", "smoke", "--figures-dir", str(figures),
+               "--build-dir", str(build), "--notebooks-dir", str(sources), "--jobs", "2"]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return SimpleNamespace(figures=figures, build=build, sources=sources, command=command,
+                           seconds=time.perf_counter() - started, output=done.stdout + done.stderr)  # fmt: skip
+
+
 @pytest.mark.data
-def test_smoke_profile_runs_the_whole_chain(tmp_path, capsys):
-    figures, build = tmp_path / "figures", tmp_path / "build"
-    report = reproduce.run("smoke", figures_dir=figures, build_dir=build, progress=False)
+def test_smoke_profile_runs_the_whole_chain_through_snakemake(smoke_run):
+    figures, build = smoke_run.figures, smoke_run.build
     profile = get_profile("smoke")
-    ran = [c for c in profile.columns if c.label in report.ran]
-    assert [c.label for c in ran] == [c.label for c in profile.columns if not c.pretrained]
-    for label, reason in report.skipped.items():  # no ImageNet weights here: skipped, with the file named
-        assert "pretrained" in label and "hub" in reason and ".pth" in reason
+    ran = [c for c in profile.columns if not c.pretrained]
+    for column in profile.columns:
+        if column.pretrained:  # no ImageNet weights here: skipped, with the file named
+            assert f"skipping {column.label}: its ImageNet weights cannot be loaded" in smoke_run.output
+            assert "resnet18-f37072fd.pth" in smoke_run.output
     for column in ran:
         for stem in FIGURES_PER_COLUMN:
             for suffix in (".jpg",) if stem in MAP_GRIDS else (".png", ".pdf"):
@@ -65,6 +86,11 @@ def test_smoke_profile_runs_the_whole_chain(tmp_path, capsys):
         for notebook in reproduce.NOTEBOOKS:
             executed = nbformat.read(build / column.id / f"{notebook}.ipynb", as_version=4)
             assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+            # The notebook's bars reach the terminal as whole lines labelled with the job.
+        assert f"[{column.label} seed 42 · 03_quantitative] deletion curves: 100%|" in smoke_run.output
+        assert f"[{column.label} seed 42 · 08_metric_controls] metric controls: 100%|" in smoke_run.output
+    assert "without encryption" not in smoke_run.output  # the kernels run over IPC sockets
+    assert "Kernel is running over TCP" not in smoke_run.output
     for stem in TABLES:
         for suffix in (".csv", ".md", ".tex"):
             assert (figures / "tables" / f"{stem}{suffix}").exists()
@@ -73,10 +99,11 @@ def test_smoke_profile_runs_the_whole_chain(tmp_path, capsys):
     assert all(f"## {c.label}" in summary for c in profile.columns)
     assert "## Is the gain real? Controls for the deletion metric" in summary
     assert all(f"### {c.label}" in summary.split("## Is the gain real?")[1] for c in ran)
-    for column in ran:  # where it ran, recorded by the runner; "auto" is the CPU on a machine without CUDA
+    for column in ran:  # where it ran, recorded by the workflow; "auto" is the CPU on a machine without CUDA
         run = json.loads((figures / "results" / f"run_{column.id}.json").read_text())
         expected = "NVIDIA" if torch.cuda.is_available() else "cpu: "
         assert run["device"].startswith(expected) and run["wall_seconds"] > 0 and run["torch"] == torch.__version__
+        assert sorted(run["notebooks"]) == sorted(reproduce.NOTEBOOKS)
         assert f"s, on {run['device']}, torch {torch.__version__}" in summary
 
 
@@ -104,18 +131,34 @@ def check_tables(figures, ran):
 
 
 @pytest.mark.data
-def test_rerun_redoes_no_training_and_reuses_cached_curves(tmp_path):
-    figures, build = tmp_path / "figures", tmp_path / "build"
-    reproduce.run("smoke", ["cifar10/cnn"], figures_dir=figures, build_dir=build, progress=False)
+def test_a_rerun_runs_no_job_and_an_edited_notebook_reruns_only_what_depends_on_it(smoke_run):
+    figures, build = smoke_run.figures, smoke_run.build
     checkpoint = (
         paths.checkpoints_dir() / json.loads((figures / "results" / "train_cifar10_cnn.json").read_text())["checkpoint"]
     )
-    caches = sorted((build / "cache").glob("*.pt"))
-    before = {p: p.stat().st_mtime_ns for p in [checkpoint, *caches]}
-    reproduce.run("smoke", ["cifar10/cnn"], figures_dir=figures, build_dir=build, progress=False)
-    assert {p: p.stat().st_mtime_ns for p in before} == before
+    outputs = sorted([checkpoint, *(build / "cache").glob("*.pt"), *build.glob("*/*.ipynb"), figures / "README.md"])
+    before = {p: p.stat().st_mtime_ns for p in outputs}
+    started = time.perf_counter()
+    again = subprocess.run(smoke_run.command, capture_output=True, text=True)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    assert {p: p.stat().st_mtime_ns for p in outputs} == before  # no job ran: nothing was rewritten
+    assert time.perf_counter() - started < 0.05 * smoke_run.seconds + 30
+    dry = [*smoke_run.command, "--dry-run"]
+    assert (
+        subprocess.run(dry, capture_output=True, text=True)
+        .stdout.strip()
+        .endswith("nothing to do: every output is up to date")
+    )
     executed = nbformat.read(build / "cifar10_cnn" / "01_train.ipynb", as_version=4)
     assert "reused its checkpoint" in "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    # Editing one notebook reruns exactly its jobs (one per column), the run records and the tables.
+    edited = smoke_run.sources / "03_quantitative.ipynb"
+    notebook = nbformat.read(edited, as_version=4)
+    notebook.cells.append(nbformat.v4.new_markdown_cell("An edit."))
+    nbformat.write(notebook, edited)
+    report = reproduce.run("smoke", figures_dir=figures, build_dir=build, notebooks_dir=smoke_run.sources, dry_run=True)
+    assert report.jobs == {"03_quantitative_cifar10_cnn_s42": 1, "03_quantitative_imagenette_cnn_s42": 1, "all": 1,
+                           "record_cifar10_cnn_s42": 1, "record_imagenette_cnn_s42": 1, "tables": 1}  # fmt: skip
 
 
 def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
@@ -123,8 +166,8 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
                   "seed": 42, "device": "cpu", "figures_dir": str(tmp_path), "cache_dir": str(tmp_path)}  # fmt: skip
     output = tmp_path / "build" / "01_train.ipynb"
     failure = r"01_train.ipynb failed in cell \d+ \(In \[\d+\]: `from signed_saliency.chain import context`\)"
-    with pytest.raises(reproduce.NotebookFailed, match=failure + ".*unknown dataset"):
-        reproduce.execute("01_train", output, parameters)
+    with pytest.raises(workflow.NotebookFailed, match=failure + ".*unknown dataset"):
+        workflow.execute(paths.NOTEBOOKS_DIR / "01_train.ipynb", output, parameters)
     assert not output.exists() and output.with_suffix(".failed.ipynb").exists()
 
 
@@ -239,15 +282,15 @@ def test_auto_profile_is_paper_with_cuda_and_quick_without(monkeypatch, capsys, 
 
 def test_run_record_names_the_device_and_versions(monkeypatch):
     monkeypatch.delenv("SIGNED_SALIENCY_COMMIT", raising=False)
-    record = reproduce.run_record({"01_train": 12.34}, "cpu")
+    record = workflow.run_record({"01_train": 12.34}, "cpu")
     assert record["wall_seconds"] == 12.3 and record["device"].startswith("cpu: ") and "cores" in record["device"]
     assert record["torch"] == torch.__version__ and record["signed_saliency"] == signed_saliency.__version__
     assert record["commit"] == "unknown" or len(record["commit"].split("+")[0]) == 12
     monkeypatch.setenv("SIGNED_SALIENCY_COMMIT", "0123456789ab")  # a copied tree's .git may be stale
-    assert reproduce.run_record({"01_train": 1.0}, "cpu")["commit"] == "0123456789ab"
+    assert workflow.run_record({"01_train": 1.0}, "cpu")["commit"] == "0123456789ab"
     # Rerunning some notebooks keeps the others' times, and names every device involved.
     earlier = {**record, "notebooks": {"01_train": {"seconds": 10.0, "device": "NVIDIA H100"},
                                        "06_sanity_checks": {"seconds": 5.0, "device": "NVIDIA H100"}}}  # fmt: skip
-    merged = reproduce.run_record({"06_sanity_checks": 2.0}, "cpu", earlier)
+    merged = workflow.run_record({"06_sanity_checks": 2.0}, "cpu", earlier)
     assert merged["wall_seconds"] == 12.0 and merged["device"] == f"NVIDIA H100 and {record['device']}"
     assert merged["notebooks"]["01_train"] == {"seconds": 10.0, "device": "NVIDIA H100"}

@@ -53,13 +53,17 @@ def test_interrupted_run_resumes_to_the_same_weights(data_root, tmp_path, monkey
     monkeypatch.setattr(training, "_run_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         fit(config, data_root=data_root, checkpoint_dir=tmp_path / "b", progress=False)
-    assert torch.load(training.checkpoint_path(config, tmp_path / "b"), weights_only=False)["epoch"] == 1
+    # Only a finished run has the checkpoint file (a workflow's rule output); the unfinished epochs wait beside it.
+    final = training.checkpoint_path(config, tmp_path / "b")
+    assert not final.exists()
+    assert torch.load(final.with_name(final.stem + ".partial.pt"), weights_only=False)["epoch"] == 1
 
     monkeypatch.setattr(training, "_run_epoch", real_epoch)
     resumed = fit(config, data_root=data_root, checkpoint_dir=tmp_path / "b", progress=False)
     assert resumed.resumed_from_epoch == 1 and not resumed.reused
     assert same_weights(resumed.model, uninterrupted.model)
     assert resumed.history == uninterrupted.history
+    assert final.exists() and not final.with_name(final.stem + ".partial.pt").exists()
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a finished run was retrained")

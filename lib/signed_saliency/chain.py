@@ -15,7 +15,6 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from signed_saliency import paths
 from signed_saliency.attribution import RELU_RULES, attribution_maps_for, options_for
@@ -33,6 +32,7 @@ from signed_saliency.deletion import FRACTIONS, DeletionCurve, deletion_masks, p
 from signed_saliency.evaluation import cached, method_curves, paper_curves, pick_examples
 from signed_saliency.plotting import plot_map_grid, save_figure
 from signed_saliency.profiles import Column
+from signed_saliency.progress import progress
 from signed_saliency.saliency import METHODS, saliency_maps, target_gradient
 from signed_saliency.sanity import (
     cascading_randomization,
@@ -122,7 +122,7 @@ class Context:
             result = {"images": len(images), "layers": len(randomizable_layers(self.model)),
                       "not_applicable": {m: self.why_not(m) for m in methods if not self.applies(m)},
                       "class_sensitivity": {}, "randomization": {}}  # fmt: skip
-            for method in tqdm([m for m in methods if self.applies(m)], desc="sanity checks"):
+            for method in progress([m for m in methods if self.applies(m)], desc="sanity checks"):
                 sensitivity = class_sensitivity(self.model, batch, method, METHODS, **options_for(method, options))
                 result["class_sensitivity"][method] = {k: finite_mean(v) for k, v in sensitivity.items()}
                 steps = cascading_randomization(self.model, batch, method, METHODS, self.seed, max_steps,
@@ -167,14 +167,14 @@ class Context:
 
         def compute():
             parts, masks, labels = [], {"test": [], "train": []}, {"test": [], "train": []}
-            for start in tqdm(range(0, len(test), chunk), desc="metric controls"):
+            for start in progress(range(0, len(test), chunk), desc="metric controls"):
                 batch = test.batch(slice(start, start + chunk), self.device)
                 maps = saliency_maps(self.model, batch)
                 _, gradient = target_gradient(self.model, batch, None)
                 parts.append(control_curves(self.model, batch, maps, gradient, seeds=seeds, first_image=start))
                 masks["test"].append({k: deletion_masks(v, LEAKAGE_FRACTIONS).cpu() for k, v in maps.items()})
                 labels["test"].append(predict(self.model, batch).cpu())
-            for start in tqdm(range(0, len(train), chunk), desc="train masks for mask leakage"):
+            for start in progress(range(0, len(train), chunk), desc="train masks for mask leakage"):
                 batch = train.batch(slice(start, start + chunk), self.device)
                 maps = saliency_maps(self.model, batch)
                 masks["train"].append({k: deletion_masks(v, LEAKAGE_FRACTIONS).cpu() for k, v in maps.items()})

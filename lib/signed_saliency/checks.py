@@ -12,7 +12,6 @@ the forward pass it guards (``benchmarks`` and the tests measure it).
 from __future__ import annotations
 
 import numbers
-import sys
 from collections.abc import Sequence
 from contextlib import contextmanager
 
@@ -25,7 +24,6 @@ PIXEL_TOLERANCE = 1e-3  # values this far outside [0, 1] are rounding, not anoth
 CHUNK_ELEMENTS = 1 << 24
 # The most gradient memory one image's classes may take (fp32 bytes); past it, ask for competitors=k.
 GRADIENT_BUDGET_BYTES = 4 << 30
-PROGRESS_AFTER_PASSES = 200  # backward passes in one call from which a progress bar is shown
 
 
 def check_images(images) -> None:
@@ -154,13 +152,6 @@ def check_competitors(competitors, classes: int) -> int | None:
     if isinstance(competitors, bool) or not isinstance(competitors, numbers.Integral) or competitors < 1:
         raise ValueError(f"competitors must be None (every other class) or a whole number ≥ 1, got {competitors!r}")
     return None if competitors >= classes - 1 else int(competitors)
-
-
-def progress_wanted(progress: bool | None, passes: int) -> bool:
-    """Whether to show a progress bar: as asked, or (None) for long calls in a terminal or a notebook."""
-    if progress is not None:
-        return bool(progress)
-    return passes >= PROGRESS_AFTER_PASSES and (sys.stderr.isatty() or "ipykernel" in sys.modules)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ masks alone (``mask_leakage``). ``control_curves`` runs them all for one model a
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -535,6 +536,42 @@ def verdicts(record: Mapping) -> dict:
             "survives_imputation_srg": None if srg_gain is None else float(srg_gain[1]) > 0,
             "directed_closes_gap": not resolved_below(intervals[f"diff {kind}-directed"]),
         }
+    return out
+
+
+def across_seeds(values: Sequence[float]) -> dict | None:
+    """Mean, sample sd and count of one number measured once per training seed (None with fewer than two).
+
+    >>> across_seeds([0.1, 0.2, 0.3])
+    {'mean': 0.2, 'sd': 0.1, 'n': 3}
+    """
+    values = [float(v) for v in values if v is not None]
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return {"mean": round(mean, 12), "sd": round(sd, 12), "n": len(values)}
+
+
+def seed_verdicts(records: Sequence[Mapping]) -> dict:
+    """Per claim, from the ``summarize`` records of several training seeds of one column: the AUC difference
+    (map − original) across seeds (``across_seeds``), in how many seeds the within-run bootstrap resolves it,
+    and whether it ``holds``: resolved in every seed and mean + 2 sd below 0, so that a new training run is
+    also expected below 0. {} with fewer than two records.
+
+    >>> one = {"intervals": {f"diff {k}-original/{f}": [-0.1, -0.12, -0.08] for f, k in CLAIMS}}
+    >>> seed_verdicts([one, one])["black/positive"]
+    {'difference': {'mean': -0.1, 'sd': 0.0, 'n': 2}, 'resolved_in': 2, 'seeds': 2, 'holds': True}
+    """
+    if len(records) < 2:
+        return {}
+    out = {}
+    for fill, kind in CLAIMS:
+        intervals = [r["intervals"][f"diff {kind}-original/{fill}"] for r in records]
+        spread = across_seeds([i[0] for i in intervals])
+        resolved = sum(resolved_below(i) for i in intervals)
+        holds = resolved == len(records) and spread["mean"] + 2 * spread["sd"] < 0
+        out[f"{fill}/{kind}"] = {"difference": spread, "resolved_in": resolved, "seeds": len(records), "holds": holds}
     return out
 
 

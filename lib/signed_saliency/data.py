@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -328,7 +327,8 @@ def _decode_files(
     files: list[tuple[Path, int]], size: int, grayscale: str, what: str
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     from torchvision.transforms.functional import resize
-    from tqdm.auto import tqdm
+
+    from signed_saliency.progress import progress, seen
 
     def decode(item: tuple[Path, int]) -> tuple[np.ndarray | None, bool]:
         with Image.open(item[0]) as image:
@@ -344,8 +344,8 @@ def _decode_files(
     # Pillow releases the GIL while decoding and resizing, so threads use every core.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         decoded = list(
-            tqdm(pool.map(decode, files, chunksize=64), total=len(files), desc=f"decoding {what}",
-                 disable=not sys.stderr.isatty() and "ipykernel" not in sys.modules)
+            progress(pool.map(decode, files, chunksize=64), total=len(files), desc=f"decoding {what}",
+                     disable=not seen())
         )  # fmt: skip
     kept = [(array, label) for (array, _), (_, label) in zip(decoded, files) if array is not None]
     grayscale_count = sum(is_gray for _, is_gray in decoded)

@@ -18,13 +18,13 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from signed_saliency.attribution import attribution_maps, options_for
 from signed_saliency.checks import evaluating
 from signed_saliency.data import ImageSet
 from signed_saliency.deletion import FRACTIONS, DeletionCurve, auc, deletion_curves, predict
 from signed_saliency.io import atomic_torch_save
+from signed_saliency.progress import progress as progress_bar
 
 PAPER_CURVES = (
     ("black", "original"), ("black", "positive"), ("black", "active"),
@@ -118,7 +118,7 @@ def method_curves(
     agree = {"/".join(spec): torch.zeros(len(fractions)) for spec in specs}
     deleted = {key: torch.zeros(len(fractions)) for key in agree}
     with evaluating(model):
-        for start in tqdm(range(0, len(images), chunk), desc="deletion curves", disable=not progress):
+        for start in progress_bar(range(0, len(images), chunk), desc="deletion curves", disable=not progress):
             batch = images.batch(slice(start, start + chunk), device)
             original = predict(model, batch)
             for method, method_kinds in kinds.items():

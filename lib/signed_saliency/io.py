@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -80,4 +78,6 @@ def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
 
 def atomic_torch_save(obj: Any, target: str | os.PathLike) -> Path:
     """``torch.save`` to ``target`` atomically."""
+    import torch  # here, not at the top: a workflow job that only runs a notebook never needs torch
+
     return atomic_write(target, lambda f: torch.save(obj, f), mode="wb")

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from signed_saliency.checks import (
     METHODS,
@@ -28,10 +27,11 @@ from signed_saliency.checks import (
     chunk_size,
     count_classes,
     evaluating,
-    progress_wanted,
     resolve_target,
     target_slice,
 )
+from signed_saliency.progress import progress as progress_bar
+from signed_saliency.progress import wanted
 from signed_saliency.speed import forward_batch, fused_copy, lean_input_gradients, to_channels_last
 
 CLASS_WIDE = frozenset({"active", "inactive"})
@@ -75,7 +75,7 @@ def saliency_maps(
             k < C − 1 (a pixel may be "active" against those k and not against all), and
             ``metadata["protocol"]`` says so.
         progress: show a progress bar over the chunks of images; None shows one for long calls
-            (at least ``checks.PROGRESS_AFTER_PASSES`` backward passes) in a terminal or notebook.
+            (at least ``progress.AFTER_PASSES`` backward passes) in a terminal or notebook.
 
     Returns:
         ``SaliencyMaps``: a dict ``{method: map}``, each map float (B, H, W), ≥ 0, raw (not
@@ -101,11 +101,11 @@ def saliency_maps(
         passes = len(starts) * (compared + 1 if class_wide else 1)
         parts = [
             _maps_for_chunk(model, images[i : i + chunk], methods, target_slice(target, i, chunk, images), competitors)
-            for i in tqdm(
+            for i in progress_bar(
                 starts,
                 desc=f"maps ({compared + 1 if class_wide else 1} backward passes per chunk)",
                 unit="chunk",
-                disable=not progress_wanted(progress, passes),
+                disable=not wanted(progress, passes),
             )  # fmt: skip
         ]
     exact = competitors is None

@@ -20,10 +20,12 @@ from pathlib import Path
 
 from signed_saliency.attribution import ATTRIBUTIONS, RELU_RULES
 from signed_saliency.controls import CLAIMS as _CLAIMS
+from signed_saliency.controls import across_seeds, seed_verdicts
 from signed_saliency.data import SOURCE_NAMES, TEST_SPLIT, expected_count
 from signed_saliency.evaluation import BEYOND_FILLS
 from signed_saliency.io import atomic_write_text
-from signed_saliency.profiles import Profile
+from signed_saliency.paths import FIGURES_DIR
+from signed_saliency.profiles import Profile, get_profile
 from signed_saliency.saliency import METHODS
 
 # The paper's published values (Tables 1–3), keyed by column id.
@@ -52,7 +54,7 @@ TABLES = {
     "Spearman with the trained maps once every layer is re-initialised (lower = passes)",
     "tableD_beyond_deletion_auc": "Deletion AUC of every attribution method, map kind and fill (lower is better)",
     "tableC_metric_controls": "Table C: controls for the deletion metric (PROTOCOL §8), mean [95 % paired bootstrap "
-    "interval] over test images; random controls mean ± sd over seeds",
+    "interval] over test images; random controls mean ± sd over random-map seeds",
 }
 # The figures each notebook writes per column (``<stem>_<column id>.png``/``.pdf``, or ``.jpg`` for map grids),
 # keyed by the result record that shows the notebook ran.
@@ -123,20 +125,43 @@ def read_record(figures_dir: str | Path, kind: str, column_id: str) -> dict | No
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def seed_records(figures_dir: str | Path, kind: str, column_id: str) -> list[dict]:
+    """A column's records of ``kind`` from every training seed found: the profile's own seed's (in
+    ``figures_dir``) first, then those of ``seed<N>/`` folders below it, by seed."""
+    figures_dir = Path(figures_dir)
+    folders = sorted((f for f in figures_dir.glob("seed*") if f.is_dir() and f.name[4:].isdigit()),
+                     key=lambda f: int(f.name[4:]))  # fmt: skip
+    found = [read_record(folder, kind, column_id) for folder in [figures_dir, *folders]]
+    return [r for r in found if r is not None]
+
+
 def table_rows(profile: Profile, figures_dir: str | Path) -> dict[str, tuple[list[str], list[list]]]:
-    """Each table as (header, rows); a column without a record yet shows as empty cells."""
+    """Each table as (header, rows); a column without a record yet shows as empty cells. Where a column has
+    records of several training seeds (``seed_records``), Tables 1–3 and C add their mean ± sd across seeds."""
     columns = list(profile.columns)
     header = ["row", *[c.label for c in columns]]
     record = {kind: [read_record(figures_dir, kind, c.id) for c in columns]
               for kind in ("train", "deletion_test", "deletion_train")}  # fmt: skip
+    seeds = {kind: [seed_records(figures_dir, kind, c.id) for c in columns]
+             for kind in ("train", "deletion_test", "controls")}  # fmt: skip
+    several = any(len(found) > 1 for found in seeds["train"])
 
     def value(records, get):
         return [None if r is None else get(r) for r in records]
+
+    def spread(kind, get):
+        """Mean ± sd across seeds of ``get(record)`` per column (None with fewer than two seeds)."""
+        return [spread_text(across_seeds([get(r) for r in found])) if len(found) > 1 else None
+                for found in seeds[kind]]  # fmt: skip
 
     def auc_rows(kind, keys, with_paper):
         rows = []
         for key in keys:
             rows.append([key, *value(record[kind], lambda r, k=key: r["curves"][k]["auc"])])
+            if with_paper and several:
+                rows.append(
+                    [f"{key} (mean ± sd over training seeds)", *spread(kind, lambda r, k=key: r["curves"][k]["auc"])]
+                )
             if with_paper:
                 rows.append([f"{key} (paper)", *[PAPER_AUC[key].get(c.id) for c in columns]])
         rows.append(["images", *value(record[kind], lambda r: r["images"])])
@@ -146,6 +171,14 @@ def table_rows(profile: Profile, figures_dir: str | Path) -> dict[str, tuple[lis
     table1 = [
         ["test accuracy", *value(record["train"], lambda r: r["test_accuracy"])],
         ["test accuracy (paper)", *[PAPER_ACCURACY.get(c.id) for c in columns]],
+        *(
+            [
+                ["test accuracy (mean ± sd over training seeds)", *spread("train", lambda r: r["test_accuracy"])],
+                ["training seeds", *[len(found) or None for found in seeds["train"]]],
+            ]
+            if several
+            else []
+        ),
         ["epochs", *value(record["train"], lambda r: r["epochs"])],
         ["train images", *value(record["train"], lambda r: r["train_images"])],
         ["test images", *value(record["train"], lambda r: r["test_images"])],
@@ -168,7 +201,7 @@ def table_rows(profile: Profile, figures_dir: str | Path) -> dict[str, tuple[lis
     controls = [read_record(figures_dir, "controls", c.id) for c in columns]
     control_rows = [[name, *value(controls, lambda r, n=name: interval_text(r["intervals"].get(n)))]
                     for name in _keys(controls, lambda r: list(r["intervals"]))]  # fmt: skip
-    control_rows += [[f"random {name} AUC (mean ± sd over seeds)",
+    control_rows += [[f"random {name} AUC (mean ± sd over random-map seeds)",
                       *value(controls, lambda r, n=name: spread_text(r["random"].get(n)))]
                      for name in _keys(controls, lambda r: list(r["random"]))]  # fmt: skip
     control_rows += [
@@ -178,6 +211,11 @@ def table_rows(profile: Profile, figures_dir: str | Path) -> dict[str, tuple[lis
         ]
         for kind, p in _keys(controls, lambda r: [(k, q) for k, v in r["leakage"].items() for q in v])
     ]
+    if several:  # the claims' differences: each seed's bootstrap mean, then their mean ± sd across seeds
+        control_rows += [[f"{name} (mean ± sd over training seeds)",
+                          *spread("controls", lambda r, n=name: r["intervals"][n][0])]
+                         for fill, kind in _CLAIMS
+                         for name in (f"diff {kind}-original/{fill}", f"diff {kind}-matched/{fill}")]  # fmt: skip
     control_rows += [[name, *value(controls, lambda r, n=name: r[n])]
                      for name in ("images", "train_images", "resamples")]  # fmt: skip
     return {
@@ -200,8 +238,11 @@ def interval_text(interval, digits: int = 3) -> str | None:
 
 
 def spread_text(spread, digits: int = 3) -> str | None:
-    """``{"mean", "sd"}`` as "mean ± sd"."""
-    return None if spread is None else f"{spread['mean']:.{digits}f} ± {spread['sd']:.{digits}f}"
+    """``{"mean", "sd"}`` as "mean ± sd" (with ``"n"``: "mean ± sd (n seeds)")."""
+    if spread is None:
+        return None
+    text = f"{spread['mean']:.{digits}f} ± {spread['sd']:.{digits}f}"
+    return f"{text} ({spread['n']} seeds)" if "n" in spread else text
 
 
 def control_lines(record: dict) -> list[str]:
@@ -437,6 +478,13 @@ def _latex(title, header, rows) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_tables(profile: str, figures_dir: str | Path | None = None) -> list[Path]:
+    """Tables 1–3, Table B and the profile's README, from the result records in ``figures_dir``."""
+    chosen = get_profile(profile)
+    figures = Path(figures_dir) if figures_dir else FIGURES_DIR / profile
+    return [*assemble(chosen, figures), write_summary(chosen, figures)]
+
+
 def write_summary(profile: Profile, figures_dir: str | Path) -> Path:
     """``<figures_dir>/README.md``: ours beside the paper's, cell by cell, then column by column, from the records."""
     figures_dir = Path(figures_dir)
@@ -467,8 +515,9 @@ def write_summary(profile: Profile, figures_dir: str | Path) -> Path:
               for c in profile.columns]  # fmt: skip
     if any(sanity or curves for _, sanity, curves in beyond):
         lines += _beyond_section(beyond)
-    controls = [(c, read_record(figures_dir, "controls", c.id)) for c in profile.columns]
-    if any(record for _, record in controls):
+    controls = [(c, read_record(figures_dir, "controls", c.id), seed_records(figures_dir, "controls", c.id))
+                for c in profile.columns]  # fmt: skip
+    if any(record for _, record, _ in controls):
         lines += _controls_section(controls)
     lines += [
         "## Files",
@@ -681,10 +730,27 @@ def _controls_section(controls) -> list[str]:
              "original map's (*survives*); and whether the original map given the sign-aware directed fill "
              "is no longer beaten (*closes the gap*). Every verdict is computed from `results/controls_*.json`; "
              "Table C (`tables/tableC_metric_controls.*`) has every number with its interval.", ""]  # fmt: skip
-    for column, record in controls:
+    for column, record, found in controls:
         if record:
             lines += [f"### {column.label}", "", f"{record['images']} test images, {record['resamples']} resamples, "
-                      f"seeds {record['seeds']}.", "", *control_lines(record), ""]  # fmt: skip
+                      f"seeds {record['seeds']}.", "", *control_lines(record), *seed_lines(found), ""]  # fmt: skip
+    return lines
+
+
+def seed_lines(records: list[dict]) -> list[str]:
+    """The claims across training seeds (``controls.seed_verdicts``), one line each; [] for a single seed."""
+    verdicts = seed_verdicts(records)
+    if not verdicts:
+        return []
+    lines = [
+        f"- **Across {len(records)} training seeds** (each trained and measured on its own; a claim "
+        "*holds* when every seed's bootstrap resolves it and the mean + 2 sd of its difference stays below 0):"
+    ]
+    for claim, verdict in verdicts.items():
+        fill, kind = claim.split("/")
+        lines.append(f"  - {fill} deletion, {kind}: AUC({kind}) − AUC(original) {spread_text(verdict['difference'])}, "
+                     f"resolved in {verdict['resolved_in']} of {verdict['seeds']}: "
+                     + ("holds across seeds." if verdict["holds"] else "**does not hold across seeds**."))  # fmt: skip
     return lines
 
 

@@ -3,7 +3,8 @@
 ``fit(TrainConfig(...))`` trains one model on one dataset with AdamW (lr 1e-3), batch 128,
 cross-entropy, no augmentation, seed 42 and 50 epochs by default (PROTOCOL §5), from the
 uint8 tensors of ``signed_saliency.data``. After every epoch it writes a checkpoint
-atomically, holding the weights, optimizer state, full config, per-epoch loss and accuracy,
+atomically (``<name>.partial.pt`` until the last epoch, then ``<name>.pt``, so the final file
+exists only for a finished run), holding the weights, optimizer state, full config, per-epoch loss and accuracy,
 data source and library version. A rerun with the same config reuses a finished checkpoint
 and resumes an interrupted one from its last epoch; the shuffling of epoch e comes from a
 generator seeded by (seed, e), so a resumed run ends with the same weights as an
@@ -26,7 +27,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from signed_saliency import __version__, paths
 from signed_saliency.data import (
@@ -41,6 +41,7 @@ from signed_saliency.data import (
 )
 from signed_saliency.io import atomic_torch_save
 from signed_saliency.models import MODELS, PretrainedClassifier, build
+from signed_saliency.progress import progress as progress_bar
 
 CHECKPOINT_FORMAT = 1
 
@@ -153,7 +154,11 @@ def fit(
     """
     device = resolve_device(device)
     path = checkpoint_path(config, checkpoint_dir)
-    state = None if force or not path.exists() else _read_checkpoint(path)
+    partial = _partial(path)
+    # The checkpoint file exists only once training has finished (a workflow can treat it as a rule's output);
+    # the epochs of an unfinished run are kept beside it, to resume from.
+    found = None if force else path if path.exists() else partial if partial.exists() else None
+    state = None if found is None else _read_checkpoint(found)
     if state is not None and state.get("config") != asdict(config):
         state = None  # a hash collision or an edited file: never resume someone else's run
     torch.manual_seed(config.seed)
@@ -182,7 +187,7 @@ def fit(
 
     train_labels = train_set.labels.to(device)
     test_labels = test_set.labels.to(device)
-    epochs = tqdm(range(first_epoch, config.epochs), initial=first_epoch, total=config.epochs,
+    epochs = progress_bar(range(first_epoch, config.epochs), initial=first_epoch, total=config.epochs,
                   desc=f"training {config.dataset}/{config.model}", disable=not progress)  # fmt: skip
     for epoch in epochs:
         loss, train_accuracy = _run_epoch(trainable, optimizer, train_inputs, train_labels, config, epoch)
@@ -191,7 +196,9 @@ def fit(
                         "test_accuracy": test_accuracy})  # fmt: skip
         epochs.set_postfix(loss=f"{loss:.3f}", train=f"{train_accuracy:.3f}", test=f"{test_accuracy:.3f}")
         finished = epoch + 1 == config.epochs
-        _save(path, model, optimizer, config, history, epoch + 1, finished, test_accuracy, train_set, test_set, device)
+        _save(path if finished else partial, model, optimizer, config, history, epoch + 1, finished, test_accuracy,
+              train_set, test_set, device)  # fmt: skip
+    partial.unlink(missing_ok=True)
     model.eval()
     return TrainResult(model, config, history, history[-1]["test_accuracy"], path, train_set.source,
                        len(train_set), len(test_set), resumed_from_epoch=first_epoch,
@@ -396,9 +403,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _partial(path: Path) -> Path:
+    """Where the epochs of an unfinished run of the checkpoint ``path`` are kept."""
+    return path.with_name(path.stem + ".partial.pt")
+
+
 def _finished_epochs(config: TrainConfig, checkpoint_dir) -> int:
-    """How many epochs the checkpoint of ``config`` holds (0 when there is none yet)."""
+    """How many epochs the checkpoint of ``config`` (or its unfinished run) holds (0 when there is none yet)."""
     path = checkpoint_path(config, checkpoint_dir)
+    path = path if path.exists() else _partial(path)
     try:
         return int(_read_checkpoint(path)["epoch"]) if path.exists() else 0
     except (DamagedCheckpointError, KeyError):

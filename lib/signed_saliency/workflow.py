@@ -1,0 +1,365 @@
+"""The Snakemake workflow's library side: which jobs a run has, where their files go, what each job does.
+
+``workflow/Snakefile`` only wires files: it asks ``plan`` for the runs (one per column × training
+seed) of a profile and declares, for each, a rule that trains its checkpoint, one rule per
+notebook of the chain (inputs: the checkpoint and the source notebook; outputs: the executed
+notebook, its timing and the notebook's result record), one that writes the run record
+``results/run_<column>.json``, and a final rule for the tables and the generated README. Each
+job runs ``python -m signed_saliency.workflow train|notebook|record|tables ...``. A run of the
+profile's own seed (42) writes to ``figures/<profile>/`` and ``build/<profile>/`` as it always
+has; another seed writes to ``seed<N>/`` below them, and the tables gather every seed they find.
+A notebook job runs papermill with a kernel over IPC sockets (a kernel over TCP without
+encryption warns on every start), with ``threads`` CPU threads, and prints the notebook's
+progress bars to the terminal as whole lines labelled with the job (``progress.follow``).
+Importing this module is cheap (no torch), so a job that only runs a notebook starts quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from signed_saliency import __version__, paths
+from signed_saliency.io import atomic_path, atomic_write_text
+from signed_saliency.progress import follow
+
+NOTEBOOKS = (
+    "01_train",
+    "02_qualitative",
+    "03_quantitative",
+    "04_appendix",
+    "06_sanity_checks",
+    "07_beyond_deletion",
+    "08_metric_controls",
+)
+# The result record (results/<kind>_<column>.json) each notebook writes; 02 writes figures only.
+RECORDS = {
+    "01_train": "train",
+    "03_quantitative": "deletion_test",
+    "04_appendix": "deletion_train",
+    "06_sanity_checks": "sanity",
+    "07_beyond_deletion": "beyond",
+    "08_metric_controls": "controls",
+}
+SNAKEFILE = paths.REPO_ROOT / "workflow" / "Snakefile"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook of the chain raised; the message names it and the failing cell."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One column of a profile trained with one seed, and where its files go."""
+
+    profile: str
+    column: object  # profiles.Column (not imported here: it pulls in torch)
+    seed: int
+    figures: Path
+    build: Path
+
+    @property
+    def id(self) -> str:
+        return f"{self.column.id}_s{self.seed}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.column.label} seed {self.seed}"
+
+    @property
+    def checkpoint(self) -> Path:
+        from signed_saliency.training import checkpoint_path
+
+        return checkpoint_path(self.column.train_config(self.seed))
+
+    def executed(self, notebook: str) -> Path:
+        return self.build / self.column.id / f"{notebook}.ipynb"
+
+    def timing(self, notebook: str) -> Path:
+        return self.build / self.column.id / f"{notebook}.timing.json"
+
+    def record(self, kind: str) -> Path:
+        return self.figures / "results" / f"{kind}_{self.column.id}.json"
+
+    def parameters(self, device: str = "auto") -> dict:
+        return {**self.column.parameters(), "profile": self.profile, "seed": self.seed, "device": device,
+                "figures_dir": str(self.figures), "cache_dir": str(self.build / "cache")}  # fmt: skip
+
+
+@dataclass
+class Plan:
+    """The runs of one invocation, the notebooks each runs, and the columns skipped (with why)."""
+
+    profile: str
+    runs: list[Run]
+    notebooks: list[str]
+    figures: Path  # the profile's folders: the runs of other seeds go to seed<N>/ below them
+    build: Path
+    notebooks_dir: Path
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> Path:
+        """The generated README: the workflow's final output."""
+        return self.figures / "README.md"
+
+    def source(self, notebook: str) -> Path:
+        return self.notebooks_dir / f"{notebook}.ipynb"
+
+
+def seed_folder(root: Path, seed: int, default_seed: int) -> Path:
+    """``root`` for the profile's own seed, ``root/seed<N>`` for another."""
+    return root if seed == default_seed else root / f"seed{seed}"
+
+
+def parse_list(value) -> list[str]:
+    """A config value as a list: ``None`` or ``""`` → [], ``"a,b"`` → ["a", "b"], a list stays a list."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+def parse_seeds(value) -> list[int]:
+    """``"42,43"`` (or 42, or [42, 43]) as distinct non-negative ints, or a ValueError saying what is wrong."""
+    seeds = []
+    for part in parse_list(value) if not isinstance(value, int) else [str(value)]:
+        try:
+            seed = int(part)
+        except ValueError:
+            raise ValueError(f"seeds must be integers separated by commas, like 42,43,44; got {value!r}") from None
+        if seed < 0:
+            raise ValueError(f"seeds must be non-negative, got {seed}")
+        if seed in seeds:
+            raise ValueError(f"seed {seed} is listed twice in {value!r}")
+        seeds.append(seed)
+    return seeds
+
+
+def plan(
+    profile: str,
+    only=None,
+    seeds=None,
+    notebooks=None,
+    *,
+    figures_dir: str | Path | None = None,
+    build_dir: str | Path | None = None,
+    notebooks_dir: str | Path | None = None,
+) -> Plan:
+    """The runs of ``profile`` for the columns in ``only`` (all when empty) and each of ``seeds`` (the
+    profile's own when empty), executing ``notebooks`` (the whole chain when empty)."""
+    from signed_saliency.profiles import get_profile
+
+    chosen = get_profile(profile)
+    notebooks = parse_list(notebooks) or list(NOTEBOOKS)
+    unknown = [n for n in notebooks if n not in NOTEBOOKS]
+    if unknown:
+        raise ValueError(f"unknown notebooks {unknown}: the chain has {list(NOTEBOOKS)}")
+    seeds = parse_seeds(seeds) or [chosen.seed]
+    figures = Path(figures_dir).resolve() if figures_dir else paths.FIGURES_DIR / profile
+    build = Path(build_dir).resolve() if build_dir else paths.BUILD_DIR / profile
+    sources = Path(notebooks_dir).resolve() if notebooks_dir else paths.NOTEBOOKS_DIR
+    result = Plan(profile, [], notebooks, figures, build, sources)
+    for column in chosen.select(parse_list(only) or None):
+        reason = why_not_runnable(column)
+        if reason:
+            result.skipped[column.label] = reason
+            continue
+        for seed in seeds:
+            result.runs.append(Run(profile, column, seed, seed_folder(figures, seed, chosen.seed),
+                                   seed_folder(build, seed, chosen.seed)))  # fmt: skip
+    return result
+
+
+def why_not_runnable(column) -> str | None:
+    """Why a column cannot run here (its ImageNet weights cannot be loaded), or None."""
+    if not column.pretrained:
+        return None
+    from signed_saliency.models import MissingWeightsError, build
+
+    try:
+        build(column.model, pretrained=True)
+    except MissingWeightsError as error:
+        return f"its ImageNet weights cannot be loaded. {error}"
+    return None
+
+
+def _limit_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads here and in every kernel started from here, so parallel jobs share the cores."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+
+
+def execute(source: Path, output: Path, parameters: dict) -> Path:
+    """Run the notebook ``source`` with papermill into ``output``, atomically; a failure raises
+    ``NotebookFailed`` naming the cell and keeps the executed notebook as ``*.failed.ipynb``."""
+    # jsonschema (under nbformat) imports rfc3987_syntax, which builds a grammar for 2 s on every import, only
+    # to check the "iri" string format that no notebook schema uses: without it jsonschema skips that format.
+    sys.modules.setdefault("rfc3987_syntax", None)
+    import papermill
+    from jupyter_client.manager import AsyncKernelManager
+    from papermill.exceptions import PapermillExecutionError
+    from traitlets import CaselessStrEnum, default
+
+    sockets = tempfile.TemporaryDirectory(prefix="signed-saliency-kernel-")
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _ip_default(self):  # each kernel its own socket files: parallel jobs' kernels must not share them
+            return os.path.join(sockets.name, "kernel")
+
+    source, output = Path(source), Path(output)
+    failed = output.with_suffix(".failed.ipynb")
+    with sockets, atomic_path(output) as tmp:
+        try:
+            papermill.execute_notebook(
+                str(source), str(tmp), parameters=parameters, cwd=str(source.parent), kernel_name="python3",
+                progress_bar=False, log_output=False, kernel_manager_class=IPCKernelManager,
+            )  # fmt: skip
+        except PapermillExecutionError as error:
+            tmp.replace(failed)
+            first_line = (error.source or "").strip().splitlines()[0] if (error.source or "").strip() else ""
+            raise NotebookFailed(
+                f"{source.name} failed in cell {error.cell_index} (In [{error.exec_count}]: `{first_line}`) "
+                f"for {parameters.get('dataset')}/{parameters.get('model')}: {error.ename}: {error.evalue}\n"
+                f"the executed notebook is kept at {failed}"
+            ) from None
+    failed.unlink(missing_ok=True)
+    return output
+
+
+def notebook_job(source: Path, output: Path, timing: Path, parameters: dict, label: str, threads: int) -> float:
+    """One notebook job: execute it (its bars shown as ``[label] ...`` lines) and write its wall time."""
+    _limit_threads(threads)
+    started = time.perf_counter()
+    with follow(output.with_suffix(".log"), label):
+        execute(source, output, parameters)
+    seconds = time.perf_counter() - started
+    atomic_write_text(timing, json.dumps({"seconds": round(seconds, 1), "threads": threads}) + "\n")
+    return seconds
+
+
+def train_job(run: Run, device: str, threads: int) -> Path:
+    """One training job: fit the run's checkpoint (reused when finished, resumed when not)."""
+    _limit_threads(threads)
+    import torch
+
+    from signed_saliency.training import fit
+
+    torch.set_num_threads(threads)
+    with follow(run.build / run.column.id / "train.log", f"{run.label} · training"):
+        result = fit(run.column.train_config(run.seed), device=device)
+    return result.checkpoint
+
+
+def run_record(notebook_seconds: dict[str, float], device: str = "auto", previous: dict | None = None) -> dict:
+    """Where and with what a column ran: wall time per notebook and in all, device, torch and library
+    versions, commit. Notebooks run earlier (``previous``) and not rerun now keep their entries."""
+    import torch
+
+    from signed_saliency.training import describe_device
+
+    here = describe_device(device)
+    previous = previous or {}
+    notebooks = dict(previous.get("notebooks", {}))
+    if not notebooks and "wall_seconds" in previous:  # a record from before per-notebook times: the paper's chain
+        notebooks[f"{NOTEBOOKS[0]}-{NOTEBOOKS[3]}"] = {"seconds": previous["wall_seconds"],
+                                                      "device": previous.get("device", "unknown")}  # fmt: skip
+    notebooks.update({name: {"seconds": round(t, 1), "device": here} for name, t in notebook_seconds.items()})
+    devices = list(dict.fromkeys(entry["device"] for entry in notebooks.values()))
+    return {"wall_seconds": round(sum(entry["seconds"] for entry in notebooks.values()), 1),
+            "device": " and ".join(devices), "notebooks": dict(sorted(notebooks.items())), "torch": torch.__version__,
+            "signed_saliency": __version__, "commit": commit(), "python": platform.python_version(),
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}  # fmt: skip
+
+
+def record_job(run: Run, device: str, previous: dict | None = None) -> Path:
+    """Write the run record from the timings of every notebook of the chain that has run in this build."""
+    from signed_saliency.tables import write_record
+
+    seconds = {nb: json.loads(run.timing(nb).read_text())["seconds"] for nb in NOTEBOOKS if run.timing(nb).exists()}
+    train_log = run.build / run.column.id / "train.timing.json"
+    if train_log.exists() and "01_train" in seconds:  # training ran in its own job: it is part of 01_train's time
+        seconds["01_train"] += json.loads(train_log.read_text())["seconds"]
+    return write_record(run.figures, "run", run.column.id, run_record(seconds, device, previous))
+
+
+def commit() -> str:
+    """$SIGNED_SALIENCY_COMMIT if set, else the checkout's git commit (``+dirty`` with local changes), else unknown.
+
+    The variable comes first because a copied tree (a GPU machine's) may carry a stale ``.git``.
+    """
+    if os.environ.get("SIGNED_SALIENCY_COMMIT"):
+        return os.environ["SIGNED_SALIENCY_COMMIT"]
+    try:
+        git = ["git", "-C", str(paths.REPO_ROOT)]
+        head = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()  # fmt: skip
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _find_run(args) -> Run:
+    chosen = plan(args.profile, [args.column], [args.seed], figures_dir=args.figures_dir, build_dir=args.build_dir)
+    (run,) = chosen.runs
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="One job of the Snakemake workflow (workflow/Snakefile runs these).")
+    jobs = parser.add_subparsers(dest="job", required=True)
+    for name in ("train", "record"):
+        job = jobs.add_parser(name)
+        job.add_argument("--profile", required=True)
+        job.add_argument("--column", required=True)
+        job.add_argument("--seed", type=int, required=True)
+        job.add_argument("--figures-dir", required=True)
+        job.add_argument("--build-dir", required=True)
+        job.add_argument("--device", default="auto")
+        job.add_argument("--threads", type=int, default=1)
+    notebook = jobs.add_parser("notebook")
+    for name in ("--source", "--output", "--timing", "--parameters", "--label"):
+        notebook.add_argument(name, required=True)
+    notebook.add_argument("--threads", type=int, default=1)
+    tables = jobs.add_parser("tables")
+    tables.add_argument("--profile", required=True)
+    tables.add_argument("--figures-dir", required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.job == "notebook":
+            notebook_job(Path(args.source), Path(args.output), Path(args.timing), json.loads(args.parameters),
+                         args.label, args.threads)  # fmt: skip
+        elif args.job == "train":
+            started = time.perf_counter()
+            run = _find_run(args)
+            train_job(run, args.device, args.threads)
+            timing = run.build / run.column.id / "train.timing.json"
+            atomic_write_text(timing, json.dumps({"seconds": round(time.perf_counter() - started, 1)}) + "\n")
+        elif args.job == "record":
+            record_job(_find_run(args), args.device)
+        else:
+            from signed_saliency.tables import write_tables
+
+            write_tables(args.profile, args.figures_dir)
+    except (NotebookFailed, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

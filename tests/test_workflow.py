@@ -1,0 +1,174 @@
+"""The Snakemake workflow: the plan of jobs, the cluster profile's DAG, seeds in the tables, progress lines."""
+
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+
+from signed_saliency import paths, progress, reproduce, workflow
+from signed_saliency.controls import CLAIMS, across_seeds, seed_verdicts
+from signed_saliency.profiles import get_profile
+from signed_saliency.tables import assemble, seed_records, write_record, write_summary
+
+SLURM = paths.REPO_ROOT / "workflow" / "profiles" / "slurm"
+
+
+def test_a_plan_has_one_run_per_column_and_seed_with_its_own_folders(tmp_path):
+    chosen = workflow.plan("quick", "cifar10/cnn,cifar10/resnet18", "42,43", figures_dir=tmp_path / "f",
+                           build_dir=tmp_path / "b")  # fmt: skip
+    assert [r.id for r in chosen.runs] == ["cifar10_cnn_s42", "cifar10_cnn_s43", "cifar10_resnet18_s42",
+                                           "cifar10_resnet18_s43"]  # fmt: skip
+    own, other = chosen.runs[0], chosen.runs[1]
+    assert own.figures == tmp_path / "f" and own.build == tmp_path / "b"  # the profile's seed: where it always was
+    assert other.figures == tmp_path / "f" / "seed43" and other.record("train").parent == tmp_path / "f/seed43/results"
+    assert other.parameters()["seed"] == 43 and other.parameters()["cache_dir"] == str(tmp_path / "b/seed43/cache")
+    assert own.checkpoint != other.checkpoint and "_s43_" in other.checkpoint.name
+    assert chosen.notebooks == list(workflow.NOTEBOOKS) and chosen.summary == tmp_path / "f" / "README.md"
+    assert [r.seed for r in workflow.plan("smoke", "cifar10/cnn").runs] == [42]
+
+
+@pytest.mark.parametrize(
+    "seeds, message",
+    [("42,x", "integers separated by commas"), ("42,42", "listed twice"), ("-1", "non-negative")],
+)
+def test_bad_seeds_are_refused_with_what_to_write(seeds, message):
+    with pytest.raises(ValueError, match=message):
+        workflow.plan("smoke", "cifar10/cnn", seeds)
+
+
+def test_jobs_share_the_cores_without_oversubscribing_them():
+    assert reproduce.threads_per_job(1, 2) == 2 and reproduce.threads_per_job(2, 2) == 1
+    assert reproduce.threads_per_job(4, 2) == 1 and reproduce.threads_per_job(3, 16) == 5
+    with pytest.raises(ValueError, match="jobs must be a positive int"):
+        reproduce.threads_per_job(0)
+
+
+def test_the_slurm_profile_is_valid_and_asks_one_gpu_per_job(tmp_path):
+    """A dry run of the cluster profile: Snakemake loads the SLURM executor plugin and its settings and builds the
+    DAG of the paper profile's CIFAR-10 CNN with three seeds; nothing is submitted (there is no cluster here)."""
+    settings = yaml.safe_load((SLURM / "config.yaml").read_text())
+    assert settings["executor"] == "slurm" and settings["default-resources"]["cpus_per_task"] >= 1
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(workflow.SNAKEFILE), "--profile", str(SLURM),
+               "--directory", str(tmp_path), "--dry-run", "--config", "profile=paper", "only=cifar10/cnn",
+               "seeds=42,43,44", "device=cuda", "threads=8", f"figures_dir={tmp_path / 'f'}",
+               f"build_dir={tmp_path / 'b'}"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    jobs = reproduce.dry_run_jobs(log)
+    for seed in (42, 43, 44):
+        assert jobs[f"train_cifar10_cnn_s{seed}"] == 1 and jobs[f"record_cifar10_cnn_s{seed}"] == 1
+        assert all(jobs[f"{notebook}_cifar10_cnn_s{seed}"] == 1 for notebook in workflow.NOTEBOOKS)
+    assert jobs["tables"] == 1 and sum(jobs.values()) == 3 * (len(workflow.NOTEBOOKS) + 2) + 2
+    train = log.split("rule train_cifar10_cnn_s43:")[1].split("rule ")[0]
+    assert "gpu=1" in train and "slurm_partition=gpu" in train and "cpus_per_task=8" in train
+
+
+def _seeded_records(figures, accuracies, differences):
+    """Train, deletion and controls records of cifar10/cnn for seeds 42 (the profile's), 43, 44 …"""
+    for i, (accuracy, difference) in enumerate(zip(accuracies, differences)):
+        folder = figures if i == 0 else figures / f"seed{42 + i}"
+        train = {
+            "test_accuracy": accuracy,
+            "epochs": 10,
+            "train_images": 50000,
+            "test_images": 10000,
+            "data_source": "offline lossless",
+        }
+        write_record(folder, "train", "cifar10_cnn", train)
+        curves = {f"{fill}/{kind}": {"auc": 0.2 + difference * (kind != "original"), "deleted": [0.0]}
+                  for fill, kinds in (("black", ("original", "positive", "active")),
+                                      ("white", ("original", "negative", "inactive"))) for kind in kinds}  # fmt: skip
+        write_record(folder, "deletion_test", "cifar10_cnn", {"images": 100, "fractions": [0.0], "curves": curves})
+        interval = [difference, difference - 0.02, difference + 0.02]
+        intervals = {f"diff {k}-{other}/{f}": interval for f, k in CLAIMS for other in ("original", "matched")}
+        intervals |= {f"diff {k}-directed": [0.01, -0.01, 0.03] for _, k in CLAIMS}
+        intervals |= {f"auc paper/{key}": [curve["auc"], 0.0, 0.5] for key, curve in curves.items()}
+        verdict = {
+            "resolved": difference + 0.02 < 0,
+            "beats_matched_random": True,
+            "survives_imputation_srg": None,
+            "directed_closes_gap": True,
+        }
+        verdicts = {f"{f}/{k}": verdict for f, k in CLAIMS}
+        write_record(folder, "controls", "cifar10_cnn", {"intervals": intervals, "verdicts": verdicts, "random": {},
+                                                         "leakage": {}, "images": 100, "train_images": 100,
+                                                         "resamples": 10, "seeds": [0]})  # fmt: skip
+
+
+def test_tables_show_the_spread_across_training_seeds(tmp_path):
+    _seeded_records(tmp_path, [0.60, 0.62, 0.64], [-0.10, -0.12, -0.08])
+    (tmp_path / "seed7x").mkdir()  # not a seed folder: ignored
+    assert [r["test_accuracy"] for r in seed_records(tmp_path, "train", "cifar10_cnn")] == [0.60, 0.62, 0.64]
+    profile = get_profile("quick")
+    assemble(profile, tmp_path)
+    table1 = (tmp_path / "tables" / "table1_test_accuracy.md").read_text()
+    # 0.62 ± 0.02: the sample sd of 0.60, 0.62, 0.64, computed by hand
+    assert "| test accuracy (mean ± sd over training seeds) | 0.620 ± 0.020 (3 seeds) |" in table1
+    assert "| training seeds | 3 |" in table1
+    table2 = (tmp_path / "tables" / "table2_black_deletion_auc.md").read_text()
+    assert "| black/positive (mean ± sd over training seeds) | 0.100 ± 0.020 (3 seeds) |" in table2
+    assert "| black/original (mean ± sd over training seeds) | 0.200 ± 0.000 (3 seeds) |" in table2
+    table_c = (tmp_path / "tables" / "tableC_metric_controls.md").read_text()
+    assert "| diff positive-original/black (mean ± sd over training seeds) | -0.100 ± 0.020 (3 seeds) |" in table_c
+    summary = write_summary(profile, tmp_path).read_text()
+    # Every seed's interval (difference ± 0.02) lies below 0, and -0.100 + 2 × 0.020 < 0 …
+    assert "**Across 3 training seeds**" in summary
+    assert "black deletion, positive: AUC(positive) − AUC(original) -0.100 ± 0.020 (3 seeds), resolved in 3 of 3: " \
+           "holds across seeds." in summary  # fmt: skip
+    # … while a spread that reaches 0 does not hold, even where every seed's own bootstrap resolves it.
+    _seeded_records(tmp_path, [0.60, 0.62, 0.64], [-0.10, -0.03, -0.08])
+    verdicts = seed_verdicts(seed_records(tmp_path, "controls", "cifar10_cnn"))
+    spread = across_seeds([-0.10, -0.03, -0.08])
+    assert verdicts["black/positive"]["difference"] == spread and spread["mean"] + 2 * spread["sd"] > 0
+    assert verdicts["black/positive"]["resolved_in"] == 3 and not verdicts["black/positive"]["holds"]
+    assert seed_verdicts(seed_records(tmp_path, "controls", "cifar10_cnn")[:1]) == {}
+
+
+def test_progress_lines_are_whole_labelled_lines(tmp_path, monkeypatch):
+    log = tmp_path / "job.log"
+    shown = io.StringIO()
+    with progress.follow(log, "cifar10/cnn seed 42 · 03_quantitative", stream=shown, poll=0.05):
+        bar = progress.progress(range(3), desc="deletion curves", mininterval=0)
+        for _ in bar:
+            time.sleep(0.01)
+        bar.close()
+        time.sleep(0.1)
+    lines = shown.getvalue().splitlines()
+    assert lines and all(line.startswith("[cifar10/cnn seed 42 · 03_quantitative] deletion curves:") for line in lines)
+    assert "\r" not in shown.getvalue() and "3/3" in lines[-1]
+    assert progress.PROGRESS_ENV not in __import__("os").environ  # restored after the block
+    monkeypatch.setenv(progress.PROGRESS_ENV, str(tmp_path / "other.log"))
+    assert progress.seen() and progress.wanted(None, progress.AFTER_PASSES) and not progress.wanted(False, 10**6)
+
+
+def test_a_notebook_job_runs_its_kernel_over_ipc_and_writes_its_time(tmp_path):
+    import nbformat
+
+    source = tmp_path / "tiny.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import os\nprint(os.environ['OMP_NUM_THREADS'], os.environ.get('SIGNED_SALIENCY_PROGRESS', '')[-4:])")]),
+        source)  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "signed_saliency.workflow", "notebook", "--source", str(source),
+                           "--output", str(tmp_path / "out.ipynb"), "--timing", str(tmp_path / "t.json"),
+                           "--parameters", "{}", "--label", "tiny", "--threads", "1"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "without encryption" not in done.stderr
+    outputs = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs
+    assert outputs[0]["text"] == "1 .log\n"  # one thread, and the bars go to the job's log
+    assert json.loads((tmp_path / "t.json").read_text())["seconds"] > 0
+
+
+def test_follow_prints_lines_written_while_it_runs(tmp_path):
+    shown = io.StringIO()
+    with progress.follow(tmp_path / "a.log", "job", stream=shown, poll=0.02) as log:
+        writer = threading.Thread(target=lambda: progress._Lines(str(log)).write("\rstep 1\rstep 1\rstep 2\n"))
+        writer.start()
+        writer.join()
+    assert shown.getvalue() == "[job] step 1\n[job] step 2\n"  # redraws of the same state are shown once
