@@ -27,6 +27,7 @@ from signed_saliency.io import atomic_write_text
 from signed_saliency.paths import FIGURES_DIR
 from signed_saliency.profiles import Profile, get_profile
 from signed_saliency.saliency import METHODS
+from signed_saliency.workflow import seed_folders
 
 # The paper's published values (Tables 1–3), keyed by column id.
 PAPER_ACCURACY = {
@@ -128,10 +129,7 @@ def read_record(figures_dir: str | Path, kind: str, column_id: str) -> dict | No
 def seed_records(figures_dir: str | Path, kind: str, column_id: str) -> list[dict]:
     """A column's records of ``kind`` from every training seed found: the profile's own seed's (in
     ``figures_dir``) first, then those of ``seed<N>/`` folders below it, by seed."""
-    figures_dir = Path(figures_dir)
-    folders = sorted((f for f in figures_dir.glob("seed*") if f.is_dir() and f.name[4:].isdigit()),
-                     key=lambda f: int(f.name[4:]))  # fmt: skip
-    found = [read_record(folder, kind, column_id) for folder in [figures_dir, *folders]]
+    found = [read_record(folder, kind, column_id) for folder in [Path(figures_dir), *seed_folders(figures_dir)]]
     return [r for r in found if r is not None]
 
 

@@ -84,8 +84,9 @@ class Run:
     def executed(self, notebook: str) -> Path:
         return self.build / self.column.id / f"{notebook}.ipynb"
 
-    def timing(self, notebook: str) -> Path:
-        return self.build / self.column.id / f"{notebook}.timing.json"
+    def timing(self, job: str) -> Path:
+        """Where a job (a notebook, or ``"train"``) writes its wall time."""
+        return self.build / self.column.id / f"{job}.timing.json"
 
     def record(self, kind: str) -> Path:
         return self.figures / "results" / f"{kind}_{self.column.id}.json"
@@ -121,6 +122,12 @@ def seed_folder(root: Path, seed: int, default_seed: int) -> Path:
     return root if seed == default_seed else root / f"seed{seed}"
 
 
+def seed_folders(root: Path) -> list[Path]:
+    """The ``seed<N>`` folders of other seeds' runs below ``root``, by seed."""
+    found = [f for f in Path(root).glob("seed*") if f.is_dir() and f.name[4:].isdigit()]
+    return sorted(found, key=lambda f: int(f.name[4:]))
+
+
 def parse_list(value) -> list[str]:
     """A config value as a list: ``None`` or ``""`` → [], ``"a,b"`` → ["a", "b"], a list stays a list."""
     if value is None or value == "":
@@ -133,7 +140,7 @@ def parse_list(value) -> list[str]:
 def parse_seeds(value) -> list[int]:
     """``"42,43"`` (or 42, or [42, 43]) as distinct non-negative ints, or a ValueError saying what is wrong."""
     seeds = []
-    for part in parse_list(value) if not isinstance(value, int) else [str(value)]:
+    for part in parse_list(value):
         try:
             seed = int(part)
         except ValueError:
@@ -259,7 +266,7 @@ def train_job(run: Run, device: str, threads: int) -> Path:
     from signed_saliency.training import fit
 
     torch.set_num_threads(threads)
-    with follow(run.build / run.column.id / "train.log", f"{run.label} · training"):
+    with follow(run.timing("train").with_name("train.log"), f"{run.label} · training"):
         result = fit(run.column.train_config(run.seed), device=device)
     return result.checkpoint
 
@@ -285,15 +292,15 @@ def run_record(notebook_seconds: dict[str, float], device: str = "auto", previou
             "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}  # fmt: skip
 
 
-def record_job(run: Run, device: str, previous: dict | None = None) -> Path:
+def record_job(run: Run, device: str) -> Path:
     """Write the run record from the timings of every notebook of the chain that has run in this build."""
     from signed_saliency.tables import write_record
 
     seconds = {nb: json.loads(run.timing(nb).read_text())["seconds"] for nb in NOTEBOOKS if run.timing(nb).exists()}
-    train_log = run.build / run.column.id / "train.timing.json"
-    if train_log.exists() and "01_train" in seconds:  # training ran in its own job: it is part of 01_train's time
-        seconds["01_train"] += json.loads(train_log.read_text())["seconds"]
-    return write_record(run.figures, "run", run.column.id, run_record(seconds, device, previous))
+    trained = run.timing("train")
+    if trained.exists() and "01_train" in seconds:  # training ran in its own job: it is part of 01_train's time
+        seconds["01_train"] += json.loads(trained.read_text())["seconds"]
+    return write_record(run.figures, "run", run.column.id, run_record(seconds, device))
 
 
 def commit() -> str:
@@ -347,8 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             run = _find_run(args)
             train_job(run, args.device, args.threads)
-            timing = run.build / run.column.id / "train.timing.json"
-            atomic_write_text(timing, json.dumps({"seconds": round(time.perf_counter() - started, 1)}) + "\n")
+            seconds = round(time.perf_counter() - started, 1)
+            atomic_write_text(run.timing("train"), json.dumps({"seconds": seconds}) + "\n")
         elif args.job == "record":
             record_job(_find_run(args), args.device)
         else:
