@@ -50,6 +50,11 @@ RECORDS = {
     "07_beyond_deletion": "beyond",
     "08_metric_controls": "controls",
 }
+# Scheduling order when jobs run side by side (higher first): every training before any notebook, since a
+# training takes all the cores anyway, then the notebooks longest first (their measured order on the quick
+# profile), so that the last job left running alone on one core is a short one.
+PRIORITY = {"train": 10, "08_metric_controls": 6, "06_sanity_checks": 5, "07_beyond_deletion": 4,
+            "04_appendix": 3, "03_quantitative": 2, "02_qualitative": 1, "01_train": 0}  # fmt: skip
 SNAKEFILE = paths.REPO_ROOT / "workflow" / "Snakefile"
 
 
