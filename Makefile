@@ -7,7 +7,7 @@ DATA ?= $(or $(SIGNED_SALIENCY_DATA),data)
 PROFILE ?= auto
 ONLY ?=
 SEEDS ?=
-JOBS ?= 1
+JOBS ?=
 # A closed explorer tab leaves its kernel (and its model and data, ~2 GB for Imagenette) running: shut down
 # kernels that no browser has been connected to for 5 minutes, checking every minute.
 # share/jupyter/voila/templates/signed-saliency is Voila's lab template without its CDN stylesheets.
@@ -44,8 +44,8 @@ lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff check lib tests benchmarks
 	$(VENV)/bin/ruff format --check lib tests benchmarks
 
-reproduce: venv data ## run the chain's Snakemake workflow: PROFILE=auto|smoke|quick|paper (auto: paper with CUDA, else quick), ONLY=cifar10/cnn, SEEDS=42,43, JOBS=2
-	$(PY) -m signed_saliency.reproduce --profile $(PROFILE) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) \
+reproduce: venv data ## run the chain's Snakemake workflow: PROFILE=auto|smoke|quick|paper (auto: paper with CUDA, else quick), ONLY=cifar10/cnn, SEEDS=42,43, JOBS=1 (default 2)
+	$(PY) -m signed_saliency.reproduce --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)) $(if $(ONLY),--only $(ONLY)) \
 		$(if $(SEEDS),--seeds $(SEEDS))
 
 train: venv data ## train + evaluate the CIFAR-10 CNN alone with the paper's settings (50 epochs)

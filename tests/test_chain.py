@@ -105,6 +105,11 @@ def test_smoke_profile_runs_the_whole_chain_through_snakemake(smoke_run):
         assert run["device"].startswith(expected) and run["wall_seconds"] > 0 and run["torch"] == torch.__version__
         assert sorted(run["notebooks"]) == sorted(reproduce.NOTEBOOKS)
         assert f"s, on {run['device']}, torch {torch.__version__}" in summary
+    # The invocation's own wall time, measured by the front end: at most the fixture's, and in the README.
+    invocation = json.loads((figures / "results" / "workflow.json").read_text())
+    assert 0 < invocation["wall_seconds"] <= smoke_run.seconds and invocation["jobs_at_once"] == 2
+    assert invocation["runs"] == [f"{c.label} seed 42" for c in ran]
+    assert f"The last `reproduce` run took **{invocation['wall_seconds'] / 60:.1f} minutes** of wall time" in summary
 
 
 def check_tables(figures, ran):
@@ -136,7 +141,8 @@ def test_a_rerun_runs_no_job_and_an_edited_notebook_reruns_only_what_depends_on_
     checkpoint = (
         paths.checkpoints_dir() / json.loads((figures / "results" / "train_cifar10_cnn.json").read_text())["checkpoint"]
     )
-    outputs = sorted([checkpoint, *(build / "cache").glob("*.pt"), *build.glob("*/*.ipynb"), figures / "README.md"])
+    outputs = sorted([checkpoint, *(build / "cache").glob("*.pt"), *build.glob("*/*.ipynb"), figures / "README.md",
+                      figures / "results" / "workflow.json"])  # fmt: skip
     before = {p: p.stat().st_mtime_ns for p in outputs}
     started = time.perf_counter()
     again = subprocess.run(smoke_run.command, capture_output=True, text=True)

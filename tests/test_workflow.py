@@ -48,6 +48,33 @@ def test_jobs_share_the_cores_without_oversubscribing_them():
         reproduce.threads_per_job(0)
 
 
+def test_side_by_side_jobs_train_on_every_core_and_run_the_longest_notebooks_first(tmp_path, monkeypatch):
+    """A dry run of the quick profile with JOBS=2: a training gets all the cores (its gradients depend on the
+    thread count, so a checkpoint must not depend on JOBS), a notebook one share, and the schedule's priorities
+    put a training above any one notebook and notebook 08 (the longest) before 02 (the shortest)."""
+    monkeypatch.setenv(paths.CHECKPOINTS_ENV, str(tmp_path / "checkpoints"))  # none trained: a training job too
+    chosen = workflow.plan("quick", "cifar10/cnn", figures_dir=tmp_path / "f", build_dir=tmp_path / "b")
+    command = reproduce.snakemake_command(chosen, jobs=2, dry_run=True, extra=["--printshellcmds"])
+    config = dict(item.split("=", 1) for item in command[command.index("--config") + 1 :] if "=" in item)
+    cores = int(command[command.index("--cores") + 1])
+    assert config["train_threads"] == str(cores) and config["threads"] == str(reproduce.threads_per_job(2))
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+
+    def job(rule):
+        return log.split(f"rule {rule}:")[1].split("rule ")[0]
+
+    train, longest, shortest = (
+        job("train_cifar10_cnn_s42"),
+        job("08_metric_controls_cifar10_cnn_s42"),
+        job("02_qualitative_cifar10_cnn_s42"),
+    )
+    assert f"--threads {cores}" in train and "priority: 10" in train
+    assert f"--threads {config['threads']}" in longest and "priority: 6" in longest and "priority: 1" in shortest
+    assert workflow.PRIORITY["train"] > max(workflow.PRIORITY[n] for n in workflow.NOTEBOOKS)
+
+
 def test_the_slurm_profile_is_valid_and_asks_one_gpu_per_job(tmp_path):
     """A dry run of the cluster profile: Snakemake loads the SLURM executor plugin and its settings and builds the
     DAG of the paper profile's CIFAR-10 CNN with three seeds; nothing is submitted (there is no cluster here)."""
@@ -128,6 +155,25 @@ def test_tables_show_the_spread_across_training_seeds(tmp_path):
     assert verdicts["black/positive"]["difference"] == spread and spread["mean"] + 2 * spread["sd"] > 0
     assert verdicts["black/positive"]["resolved_in"] == 3 and not verdicts["black/positive"]["holds"]
     assert seed_verdicts(seed_records(tmp_path, "controls", "cifar10_cnn")[:1]) == {}
+
+
+def test_the_readme_gives_the_invocation_wall_time_beside_the_summed_job_time(tmp_path):
+    """Two jobs side by side: 600 s of job time in 420 s of wall time. The README must give both, each named."""
+    _seeded_records(tmp_path, [0.60], [-0.10])
+    notebooks = {
+        "01_train": {"seconds": 400.0, "device": "cpu"},
+        "03_quantitative": {"seconds": 200.0, "device": "cpu"},
+    }
+    write_record(tmp_path, "run", "cifar10_cnn", {"wall_seconds": 600.0, "device": "cpu", "notebooks": notebooks})
+    chosen = workflow.plan("quick", "cifar10/cnn", figures_dir=tmp_path, build_dir=tmp_path / "b")
+    record = json.loads(workflow.write_wall_time(chosen, 420.04, jobs=2).read_text())
+    assert record["wall_seconds"] == 420.0 and record["jobs_at_once"] == 2
+    assert record["runs"] == ["cifar10/cnn seed 42"] and record["notebooks"] == list(workflow.NOTEBOOKS)
+    summary = write_summary(get_profile("quick"), tmp_path).read_text()
+    assert "The last `reproduce` run took **7.0 minutes** of wall time, 2 jobs at once (`JOBS=2`), for " \
+           "cifar10/cnn seed 42" in summary  # fmt: skip
+    assert "Job time: 10.0 minutes for the notebooks of 1 column in their last runs" in summary
+    assert "- Job time of this column's notebooks in the last run: 600 s" in summary
 
 
 def test_progress_lines_are_whole_labelled_lines(tmp_path, monkeypatch):

@@ -34,7 +34,7 @@ import torch
 from signed_saliency import paths
 from signed_saliency.profiles import PROFILES, get_profile
 from signed_saliency.tables import write_tables
-from signed_saliency.workflow import NOTEBOOKS, SNAKEFILE, Plan, plan
+from signed_saliency.workflow import NOTEBOOKS, SNAKEFILE, Plan, plan, write_wall_time
 
 
 @dataclass
@@ -99,6 +99,7 @@ def run(
     chosen.build.mkdir(parents=True, exist_ok=True)
     command = snakemake_command(chosen, jobs=jobs, device=device, dry_run=dry_run,
                                 extra=["--quiet", "rules"] if dry_run else None)  # fmt: skip
+    tables_before = _modified(chosen.summary)
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=dry_run, text=True)
     report.seconds = time.perf_counter() - started
@@ -109,7 +110,14 @@ def run(
                              + (f"\n{log[-3000:]}" if dry_run else ""))  # fmt: skip
     report.jobs = dry_run_jobs(log) if dry_run else {}
     report.outputs = [] if dry_run else [chosen.summary]
+    if not dry_run and _modified(chosen.summary) != tables_before:  # jobs ran (the tables job reran): time them
+        write_wall_time(chosen, report.seconds, jobs)
+        write_tables(profile, chosen.figures)
     return report
+
+
+def _modified(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.exists() else None
 
 
 def dry_run_jobs(log: str) -> dict[str, int]:
@@ -159,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto (default): paper where CUDA is available, quick otherwise")  # fmt: skip
     parser.add_argument("--only", nargs="*", default=None, help="columns to run, e.g. cifar10/cnn imagenette/cnn")
     parser.add_argument("--seeds", default=None, help="training seeds, e.g. 42,43,44 (default: the profile's 42)")
-    parser.add_argument("--jobs", type=int, default=1, help="jobs at once, each with its share of the CPU threads")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="jobs at once (default 2, or 1 on one core): each notebook job gets its share of the "
+                             "CPU threads, a training all of them")  # fmt: skip
     parser.add_argument("--notebooks", nargs="*", default=None, help=f"some of {', '.join(NOTEBOOKS)} (default all)")
     parser.add_argument("--figures-dir", default=None, help="default figures/<profile>/")
     parser.add_argument("--build-dir", default=None, help="default build/<profile>/")

@@ -27,7 +27,7 @@ from signed_saliency.io import atomic_write_text
 from signed_saliency.paths import FIGURES_DIR
 from signed_saliency.profiles import Profile, get_profile
 from signed_saliency.saliency import METHODS
-from signed_saliency.workflow import seed_folders
+from signed_saliency.workflow import WALL_TIME_RECORD, seed_folders
 
 # The paper's published values (Tables 1–3), keyed by column id.
 PAPER_ACCURACY = {
@@ -502,7 +502,7 @@ def write_summary(profile: Profile, figures_dir: str | Path) -> Path:
         "",
     ]
     lines += _changes_from_paper(profile)
-    lines += _wall_time(profile, records)
+    lines += _wall_time(profile, records, figures_dir)
     if done:
         lines += _data_overview(done, records)
         lines += _side_by_side(done, records)
@@ -564,18 +564,29 @@ def _changes_from_paper(profile: Profile) -> list[str]:
     return [*lines, ""]
 
 
-def _wall_time(profile: Profile, records) -> list[str]:
-    """The profile's measured wall time: the sum of its columns' notebook times in their last runs."""
+def _wall_time(profile: Profile, records, figures_dir: Path) -> list[str]:
+    """The profile's measured times: the last workflow invocation's wall time, then the sum of its columns'
+    job times in their last runs (the same thing when jobs ran one at a time, more when they shared the cores)."""
     runs = {c.label: records[c.id]["run"] for c in profile.columns if records[c.id]["run"]}
     if not runs:
         return []
     total = sum(run["wall_seconds"] for run in runs.values())
     devices = sorted({run.get("device", "unknown device") for run in runs.values()})
     missing = [c.label for c in profile.columns if c.label not in runs]
-    lines = ["## Wall time", "",
-             f"{total / 60:.1f} minutes for the notebooks of {len(runs)} column{'s' * (len(runs) != 1)} in their last "
-             f"runs, on {' and '.join(devices)}: " + ", ".join(f"{label} {run['wall_seconds'] / 60:.1f}"
-                                                              for label, run in runs.items()) + " min."]  # fmt: skip
+    lines = ["## Wall time", ""]
+    wall_time = results_dir(figures_dir) / WALL_TIME_RECORD
+    invocation = json.loads(wall_time.read_text()) if wall_time.exists() else None
+    if invocation:
+        at_once = invocation["jobs_at_once"]
+        lines += [f"The last `reproduce` run took **{invocation['wall_seconds'] / 60:.1f} minutes** of wall time, "
+                  f"{at_once} job{'s' * (at_once != 1)} at once (`JOBS={at_once}`), for "
+                  f"{', '.join(invocation['runs'])} (notebooks {', '.join(invocation['notebooks'])}), "
+                  f"commit {invocation['commit']}, finished {invocation['finished']}.", ""]  # fmt: skip
+    lines.append(f"Job time: {total / 60:.1f} minutes for the notebooks of {len(runs)} column{'s' * (len(runs) != 1)} "
+                 f"in their last runs, on {' and '.join(devices)}: "
+                 + ", ".join(f"{label} {run['wall_seconds'] / 60:.1f}" for label, run in runs.items()) + " min "
+                 "(each job's own time, its training included in 01_train; jobs that ran side by side shared the "
+                 "cores, so this sum exceeds the wall time above).")  # fmt: skip
     controls = sum(run.get("notebooks", {}).get("08_metric_controls", {}).get("seconds", 0) for run in runs.values())
     if controls:
         share, extra = controls / total, controls / (total - controls)
@@ -810,7 +821,7 @@ def _column_section(column, records, figures_dir) -> list[str]:
         facts = [f"on {run['device']}"] if "device" in run else []
         facts += [f"{name} {run[key]}" for key, name in (("torch", "torch"), ("signed_saliency", "signed-saliency"),
                                                          ("commit", "commit")) if key in run]  # fmt: skip
-        lines.append(f"- Wall time of this column's notebooks in the last run: {run['wall_seconds']:.0f} s, "
+        lines.append(f"- Job time of this column's notebooks in the last run: {run['wall_seconds']:.0f} s, "
                      + ", ".join(facts) + ".")  # fmt: skip
         if len(run.get("notebooks", {})) > 1:
             lines.append("- Per notebook: " + ", ".join(f"{name} {entry['seconds']:.0f} s ({entry['device']})"
