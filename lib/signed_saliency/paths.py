@@ -22,6 +22,11 @@ _PACKAGE = Path(__file__).resolve().parent
 _CHECKOUT = _PACKAGE.parents[1]
 
 
+def results_dir(figures_dir: str | Path) -> Path:
+    """Where a profile's figures folder keeps its JSON records (``figures/<profile>/results/``)."""
+    return Path(figures_dir) / "results"
+
+
 def in_checkout() -> bool:
     """Whether the package runs from a source checkout (``lib/signed_saliency`` beside ``pyproject.toml``)."""
     return _PACKAGE.parent.name == "lib" and (_CHECKOUT / "pyproject.toml").is_file()

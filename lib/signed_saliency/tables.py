@@ -24,10 +24,10 @@ from signed_saliency.controls import across_seeds, seed_verdicts
 from signed_saliency.data import SOURCE_NAMES, TEST_SPLIT, expected_count
 from signed_saliency.evaluation import BEYOND_FILLS
 from signed_saliency.io import atomic_write_text
-from signed_saliency.paths import FIGURES_DIR
+from signed_saliency.paths import FIGURES_DIR, results_dir
 from signed_saliency.profiles import Profile, get_profile
 from signed_saliency.saliency import METHODS
-from signed_saliency.workflow import WALL_TIME_RECORD, seed_folders
+from signed_saliency.workflow import seed_folders, wall_time_record
 
 # The paper's published values (Tables 1–3), keyed by column id.
 PAPER_ACCURACY = {
@@ -100,10 +100,6 @@ def data_copy(dataset: str, train_size: int | None, train: dict) -> tuple[str, b
         return (f"{used} training images of the {source} copy, made when it held fewer; **older data**: "
                 f"the split now has {split_size} {colour}images"), False  # fmt: skip
     return text, True
-
-
-def results_dir(figures_dir: str | Path) -> Path:
-    return Path(figures_dir) / "results"
 
 
 def write_record(figures_dir: str | Path, kind: str, column_id: str, record: dict) -> Path:
@@ -574,7 +570,7 @@ def _wall_time(profile: Profile, records, figures_dir: Path) -> list[str]:
     devices = sorted({run.get("device", "unknown device") for run in runs.values()})
     missing = [c.label for c in profile.columns if c.label not in runs]
     lines = ["## Wall time", ""]
-    wall_time = results_dir(figures_dir) / WALL_TIME_RECORD
+    wall_time = wall_time_record(figures_dir)
     invocation = json.loads(wall_time.read_text()) if wall_time.exists() else None
     if invocation:
         at_once = invocation["jobs_at_once"]
@@ -582,11 +578,10 @@ def _wall_time(profile: Profile, records, figures_dir: Path) -> list[str]:
                   f"{at_once} job{'s' * (at_once != 1)} at once (`JOBS={at_once}`), for "
                   f"{', '.join(invocation['runs'])} (notebooks {', '.join(invocation['notebooks'])}), "
                   f"commit {invocation['commit']}, finished {invocation['finished']}.", ""]  # fmt: skip
+    per_column = ", ".join(f"{label} {run['wall_seconds'] / 60:.1f}" for label, run in runs.items())
     lines.append(f"Job time: {total / 60:.1f} minutes for the notebooks of {len(runs)} column{'s' * (len(runs) != 1)} "
-                 f"in their last runs, on {' and '.join(devices)}: "
-                 + ", ".join(f"{label} {run['wall_seconds'] / 60:.1f}" for label, run in runs.items()) + " min "
-                 "(each job's own time, its training included in 01_train; jobs that ran side by side shared the "
-                 "cores, so this sum exceeds the wall time above).")  # fmt: skip
+                 f"in their last runs, on {' and '.join(devices)}: {per_column} min (each job's own time, its "
+                 f"training included in 01_train{_job_time_against(invocation)}).")  # fmt: skip
     controls = sum(run.get("notebooks", {}).get("08_metric_controls", {}).get("seconds", 0) for run in runs.values())
     if controls:
         share, extra = controls / total, controls / (total - controls)
@@ -604,6 +599,15 @@ def _wall_time(profile: Profile, records, figures_dir: Path) -> list[str]:
     if missing:
         lines.append(f"Not run yet: {', '.join(missing)}.")
     return [*lines, ""]
+
+
+def _job_time_against(invocation: dict | None) -> str:
+    """How the summed job time relates to the recorded wall time: equal one job at a time, larger side by side."""
+    if invocation is None:
+        return ""
+    if invocation["jobs_at_once"] > 1:
+        return "; jobs that ran side by side shared the cores, so this sum exceeds the wall time above"
+    return "; the jobs ran one at a time, so this sum is the wall time above less the workflow's own overhead"
 
 
 def _data_overview(columns, records) -> list[str]:

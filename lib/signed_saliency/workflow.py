@@ -60,6 +60,11 @@ SNAKEFILE = paths.REPO_ROOT / "workflow" / "Snakefile"
 WALL_TIME_RECORD = "workflow.json"  # in figures/<profile>/results/
 
 
+def wall_time_record(figures_dir: str | Path) -> Path:
+    """The last invocation's own wall time (``write_wall_time``), which the tables report."""
+    return paths.results_dir(figures_dir) / WALL_TIME_RECORD
+
+
 class NotebookFailed(RuntimeError):
     """A notebook of the chain raised; the message names it and the failing cell."""
 
@@ -96,7 +101,7 @@ class Run:
         return self.build / self.column.id / f"{job}.timing.json"
 
     def record(self, kind: str) -> Path:
-        return self.figures / "results" / f"{kind}_{self.column.id}.json"
+        return paths.results_dir(self.figures) / f"{kind}_{self.column.id}.json"
 
     def parameters(self, device: str = "auto") -> dict:
         return {**self.column.parameters(), "profile": self.profile, "seed": self.seed, "device": device,
@@ -122,8 +127,7 @@ class Plan:
 
     @property
     def wall_time_record(self) -> Path:
-        """The last invocation's own wall time (``write_wall_time``), which the tables report."""
-        return self.figures / "results" / WALL_TIME_RECORD
+        return wall_time_record(self.figures)
 
     def source(self, notebook: str) -> Path:
         return self.notebooks_dir / f"{notebook}.ipynb"
