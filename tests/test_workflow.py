@@ -173,7 +173,18 @@ def test_the_readme_gives_the_invocation_wall_time_beside_the_summed_job_time(tm
     assert "The last `reproduce` run took **7.0 minutes** of wall time, 2 jobs at once (`JOBS=2`), for " \
            "cifar10/cnn seed 42" in summary  # fmt: skip
     assert "Job time: 10.0 minutes for the notebooks of 1 column in their last runs" in summary
+    assert "jobs that ran side by side shared the cores, so this sum exceeds the wall time above" in summary
     assert "- Job time of this column's notebooks in the last run: 600 s" in summary
+    # One job at a time, the sum is the wall time less the workflow's overhead; with no wall-time record,
+    # the README claims neither.
+    workflow.write_wall_time(chosen, 610.0, jobs=1)
+    summary = write_summary(get_profile("quick"), tmp_path).read_text()
+    assert "1 job at once (`JOBS=1`)" in summary and "exceeds the wall time" not in summary
+    assert "the jobs ran one at a time, so this sum is the wall time above less the workflow's own overhead" in summary
+    workflow.wall_time_record(tmp_path).unlink()
+    summary = write_summary(get_profile("quick"), tmp_path).read_text()
+    assert "The last `reproduce` run took" not in summary and "wall time above" not in summary
+    assert "(each job's own time, its training included in 01_train)." in summary
 
 
 def test_progress_lines_are_whole_labelled_lines(tmp_path, monkeypatch):
