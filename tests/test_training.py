@@ -23,15 +23,18 @@ def same_weights(a, b):
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_one_epoch_on_a_few_thousand_images_beats_chance(data_root, tmp_path):
-    config = TrainConfig(epochs=1, batch_size=32, train_size=10000, test_size=2000)
+def test_one_epoch_of_the_train_split_beats_chance(data_root, tmp_path):
+    # One epoch of 10,000 images at batch 32 sits on the CNN's starting plateau (loss ln 10) in some seeds
+    # and on some CPUs: seed 42 reached 0.102 on an AVX-512 EPYC. One epoch of all 50,000 at the paper's
+    # batch of 128 gave 0.25-0.30 for seeds 42, 0, 1, 2 there, and 0.19-0.28 for seeds 42-46 on another CPU.
+    config = TrainConfig(epochs=1, test_size=2000)
     result = fit(config, data_root=data_root, checkpoint_dir=tmp_path, progress=False)
     assert result.test_accuracy > 0.15  # chance is 0.10 ± 0.007 on 2000 images: > 7 sigma above it
     assert evaluate(result.model, load_dataset("cifar10", "test", data_root).subset(2000, 42)) == pytest.approx(
         result.test_accuracy
     )
     state = torch.load(result.checkpoint, weights_only=False)
-    assert state["config"]["train_size"] == 10000 and state["finished"] and state["epoch"] == 1
+    assert state["config"]["train_size"] is None and state["finished"] and state["epoch"] == 1
     assert state["version"] == __version__ and state["data_source"] == "offline lossless"
     assert [h["epoch"] for h in state["history"]] == [1]
     assert set(state["history"][0]) == {"epoch", "loss", "train_accuracy", "test_accuracy"}
