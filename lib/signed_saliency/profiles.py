@@ -148,10 +148,10 @@ PROFILES = {
         # CIFAR-10 CNN reaches 0.600 at epoch 10 (0.636 at 20) and ResNet-18 0.440 at epoch 2 of 25,000
         # images (0.563 at 3: the third epoch's 165 s did not fit the 100 minutes); the Imagenette CNN needs
         # all 8 epochs (0.384 at 7, 0.422 at 8) and ResNet-18 all 3 of 4,000 images (0.174 at 2, 0.404 at 3),
-        # so they keep them and get fewer images to measure on. A run with twice these image counts took
-        # 101.3 min (68.4 of it training), and a notebook's time grows with its images (08 on the Imagenette
-        # CNN: 363 s for 8), so they were halved: 06-08 of the CIFAR-10 ResNet-18, 03-08 of the Imagenette
-        # CNN, 03, 04 and 08 of the Imagenette ResNet-18 (its 06 and 07 already had 2 images).
+        # so they keep them and get fewer images to measure on. On the slower of two machines a run with the
+        # earlier image counts took 101.3 min (68.4 of it training), and a notebook's time grows with its images
+        # (08 on the Imagenette CNN: 363 s for 8), so these were halved: 06-08 of the CIFAR-10 ResNet-18, 03-08
+        # of the Imagenette CNN, 03, 04 and 08 of the Imagenette ResNet-18 (its 06 and 07 already had 2 images).
         (
             Column(
                 "cifar10",

@@ -602,7 +602,7 @@ def _wall_time(profile: Profile, records, figures_dir: Path) -> list[str]:
 
 
 def _job_time_against(invocation: dict | None) -> str:
-    """How the summed job time relates to the recorded wall time: equal one job at a time, larger side by side."""
+    """How the summed job time relates to the recorded wall time: a little less one job at a time, more side by side."""
     if invocation is None:
         return ""
     if invocation["jobs_at_once"] > 1:

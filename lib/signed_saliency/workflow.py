@@ -125,10 +125,6 @@ class Plan:
         """The generated README: the workflow's final output."""
         return self.figures / "README.md"
 
-    @property
-    def wall_time_record(self) -> Path:
-        return wall_time_record(self.figures)
-
     def source(self, notebook: str) -> Path:
         return self.notebooks_dir / f"{notebook}.ipynb"
 
@@ -314,9 +310,10 @@ def write_wall_time(chosen: Plan, seconds: float, jobs: int) -> Path:
     record = {"wall_seconds": round(seconds, 1), "jobs_at_once": jobs, "runs": [r.label for r in chosen.runs],
               "notebooks": list(chosen.notebooks), "commit": commit(),
               "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}  # fmt: skip
-    chosen.wall_time_record.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(chosen.wall_time_record, json.dumps(record, indent=2) + "\n")
-    return chosen.wall_time_record
+    path = wall_time_record(chosen.figures)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    return path
 
 
 def record_job(run: Run, device: str) -> Path:
