@@ -15,7 +15,7 @@ EXPLORE_OPTIONS := --template=signed-saliency --MappingKernelManager.cull_idle_t
 	--MappingKernelManager.cull_interval=60 --MappingKernelManager.cull_connected=False
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data browser test lint reproduce train bench explore lab clean
+.PHONY: help venv data browser test lint reproduce demo train bench explore lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ data: venv ## fill the data root from the offline archives when they exist (a re
 	@if [ -f "$(ARCHIVES)/materialize.py" ]; then \
 		$(PY) "$(ARCHIVES)/materialize.py" "$(DATA)"; \
 	else \
-		echo "no offline archives at $(ARCHIVES): datasets will be downloaded by torchvision on first use"; \
+		echo "no offline archives at $(ARCHIVES) (no materialize.py there): set SIGNED_SALIENCY_ARCHIVES to the folder with MANIFEST.json, materialize.py and the archives, or fill $(DATA) yourself"; \
 	fi
 
 browser: ## install Debian's chromium for the explorer's browser test, when missing (needs apt-get, as root)
@@ -44,9 +44,12 @@ lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff check lib tests benchmarks
 	$(VENV)/bin/ruff format --check lib tests benchmarks
 
-reproduce: venv data ## run the chain's Snakemake workflow: PROFILE=auto|smoke|quick|paper (auto: paper with CUDA, else quick), ONLY=cifar10/cnn, SEEDS=42,43, JOBS=1 (default 2)
+reproduce: venv data ## run the chain's Snakemake workflow: PROFILE=auto|smoke|demo|quick|paper (auto: paper with CUDA, else quick), ONLY=cifar10/cnn, SEEDS=42,43, JOBS=1 (default 2), NUMERICS=fast (default reproducible)
 	$(PY) -m signed_saliency.reproduce --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)) $(if $(ONLY),--only $(ONLY)) \
-		$(if $(SEEDS),--seeds $(SEEDS))
+		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(NUMERICS),--numerics $(NUMERICS))
+
+demo: venv ## a first look in about 5 minutes: the CIFAR-10 CNN, its maps, deletion curves and controls, in figures/demo/
+	$(PY) -m signed_saliency.reproduce --profile demo $(if $(wildcard $(ARCHIVES)/materialize.py),--archives $(ARCHIVES))
 
 train: venv data ## train + evaluate the CIFAR-10 CNN alone with the paper's settings (50 epochs)
 	$(PY) -m signed_saliency.training --dataset cifar10 --model cnn --epochs 50

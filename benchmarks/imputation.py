@@ -1,6 +1,6 @@
 """ROAD's linear imputation of 256 CIFAR-10 images at the 13 fractions: ours against Quantus, per image.
 
-Ours: ``signed_saliency.controls.linear_imputation`` on every image × fraction at once (conjugate
+Ours: ``signed_saliency.imputation.linear_imputation`` on every image × fraction at once (conjugate
 gradients with a multigrid preconditioner, batched over images and channels). Theirs: Quantus'
 ``noisy_linear_imputation`` with ``noise=0`` (the code of tleemann/road_evaluation), one image at a
 time as ROAD and Quantus call it: a sparse system built with ``lil_matrix`` and solved by
@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from benchmarks.timing import interleaved_medians
-from signed_saliency.controls import full_ranking, linear_imputation
+from signed_saliency.controls import full_ranking
 from signed_saliency.deletion import FRACTIONS
+from signed_saliency.imputation import linear_imputation
 from signed_saliency.saliency import saliency_maps
 
 

@@ -3,6 +3,8 @@
 import ast
 import csv
 import json
+import math
+import os
 import shutil
 import subprocess
 import sys
@@ -16,11 +18,16 @@ import torch
 import signed_saliency
 from signed_saliency import paths, reproduce, workflow
 from signed_saliency.profiles import PROFILES, get_profile
-from signed_saliency.tables import FIGURES_BY_RECORD, TABLES, assemble, finite_in_range, missing_figures, write_record
+from signed_saliency.records import FIGURES_BY_RECORD, missing_figures, write_record
+from signed_saliency.tables import TABLES, assemble
 
 NOTEBOOK_FILES = sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
 FIGURES_PER_COLUMN = tuple(stem for stems in FIGURES_BY_RECORD.values() for stem in stems)
 MAP_GRIDS = ("fig_maps", "appendixA_maps", "fig_sanity_examples_class", "fig_sanity_examples_randomized")
+
+
+def finite_in_range(value, low: float, high: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high
 
 
 def parameters_cell(notebook):
@@ -61,11 +68,49 @@ def smoke_run(tmp_path_factory):
     shutil.copytree(paths.NOTEBOOKS_DIR, sources)
     command = [sys.executable, "-m", "signed_saliency.reproduce", "--profile", "smoke", "--figures-dir", str(figures),
                "--build-dir", str(build), "--notebooks-dir", str(sources), "--jobs", "2"]  # fmt: skip
+    # Checkpoints of its own: trained by this run, under this code's numerics, whatever an earlier run left.
+    environment = {**os.environ, paths.CHECKPOINTS_ENV: str(root / "checkpoints")}
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return SimpleNamespace(figures=figures, build=build, sources=sources, command=command, environment=environment,
+                           checkpoints=root / "checkpoints", seconds=time.perf_counter() - started,
+                           output=done.stdout + done.stderr)  # fmt: skip
+
+
+@pytest.mark.data
+def test_the_demo_shows_the_papers_direction(tmp_path):
+    """`make demo`, as a newcomer runs it: one trained column, its maps, deletion curves and controls, and
+    in its records the paper's four claims going the paper's way, each resolved on at least 30 images."""
+    from signed_saliency.controls import CLAIMS, verdicts
+
+    figures = tmp_path / "figures"
+    command = [sys.executable, "-m", "signed_saliency.reproduce", "--profile", "demo", "--figures-dir", str(figures),
+               "--build-dir", str(tmp_path / "build"), "--jobs", "2"]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
+    print(f"demo: {time.perf_counter() - started:.0f} s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return SimpleNamespace(figures=figures, build=build, sources=sources, command=command,
-                           seconds=time.perf_counter() - started, output=done.stdout + done.stderr)  # fmt: skip
+    assert (done.stdout + done.stderr).startswith("demo: cifar10/cnn seed 42; 2 jobs at once, numerics reproducible")
+
+    def record(kind):
+        return json.loads((figures / "results" / f"{kind}_cifar10_cnn.json").read_text())
+
+    assert record("train")["test_accuracy"] > 0.40
+    curves, controls = record("deletion_test")["curves"], record("controls")
+    assert record("deletion_test")["images"] == 500 and controls["images"] == 200
+    for fill, kind in CLAIMS:
+        assert curves[f"{fill}/{kind}"]["auc"] < curves[f"{fill}/original"]["auc"], (fill, kind)
+        assert verdicts(controls)[f"{fill}/{kind}"]["resolved"] is True, (fill, kind)
+    for stem in ("fig_maps_cifar10_cnn.jpg", "fig_deletion_black_test_cifar10_cnn.png",
+                 "fig_controls_curves_cifar10_cnn.png", "README.md"):  # fmt: skip
+        assert (figures / stem).exists(), stem
+    assert not (figures / "fig_sanity_class_sensitivity_cifar10_cnn.png").exists()  # 06 is not the demo's
+    # Its last lines say what it found, claim by claim, so that a newcomer sees the effect without opening a file.
+    said = done.stdout.splitlines()
+    assert said[-6] == "cifar10/cnn:" and said[-1].endswith(str(figures / "README.md"))
+    assert all("(lower, as the paper claims); difference" in line and line.endswith("resolved at 95 %")
+               for line in said[-5:-1])  # fmt: skip
 
 
 @pytest.mark.data
@@ -89,6 +134,14 @@ def test_smoke_profile_runs_the_whole_chain_through_snakemake(smoke_run):
             # The notebook's bars reach the terminal as whole lines labelled with the job.
         assert f"[{column.label} seed 42 · 03_quantitative] deletion curves: 100%|" in smoke_run.output
         assert f"[{column.label} seed 42 · 08_metric_controls] metric controls: 100%|" in smoke_run.output
+    # Quiet by default: a line per job started and finished and the jobs' own lines; Snakemake's whole output in
+    # build/<profile>/reproduce.log.
+    said = smoke_run.output.splitlines()
+    jobs = len(ran) * (len(reproduce.NOTEBOOKS) + 2) + 2  # per run: training, notebooks, run record; tables, all
+    assert sum(line.startswith("started ") for line in said) == jobs
+    assert f"finished all ({jobs} of {jobs} jobs)" in said and len(said) < 20 * jobs
+    assert "localrule" not in smoke_run.output and "jobid:" not in smoke_run.output
+    assert "localrule tables:" in (build / reproduce.LOG_NAME).read_text()
     assert "without encryption" not in smoke_run.output  # the kernels run over IPC sockets
     assert "Kernel is running over TCP" not in smoke_run.output
     for stem in TABLES:
@@ -96,6 +149,7 @@ def test_smoke_profile_runs_the_whole_chain_through_snakemake(smoke_run):
             assert (figures / "tables" / f"{stem}{suffix}").exists()
     check_tables(figures, ran)
     summary = (figures / "README.md").read_text()
+    assert summary.splitlines()[2].startswith("**These models are untrained on purpose, and the numbers below mean")
     assert all(f"## {c.label}" in summary for c in profile.columns)
     assert "## Is the gain real? Controls for the deletion metric" in summary
     assert all(f"### {c.label}" in summary.split("## Is the gain real?")[1] for c in ran)
@@ -105,6 +159,12 @@ def test_smoke_profile_runs_the_whole_chain_through_snakemake(smoke_run):
         assert run["device"].startswith(expected) and run["wall_seconds"] > 0 and run["torch"] == torch.__version__
         assert sorted(run["notebooks"]) == sorted(reproduce.NOTEBOOKS)
         assert f"s, on {run['device']}, torch {torch.__version__}" in summary
+        # The jobs ran under the default numerics, set before their torch loaded, and their records say so.
+        assert run["numerics"]["mode"] == "reproducible" and run["numerics"]["torch"] == torch.__version__
+        assert {entry["numerics"] for entry in run["notebooks"].values()} == {"reproducible"}
+        trained = json.loads((figures / "results" / f"train_{column.id}.json").read_text())["numerics"]
+        assert trained["mode"] == "reproducible" and trained["capability"] == "AVX2" and trained["threads"] >= 1
+    assert "Every model here was trained under the same numerics: reproducible, AVX2 kernels" in summary
     # The invocation's own wall time, measured by the front end: at most the fixture's, and in the README.
     invocation = json.loads((figures / "results" / "workflow.json").read_text())
     assert 0 < invocation["wall_seconds"] <= smoke_run.seconds and invocation["jobs_at_once"] == 2
@@ -136,22 +196,23 @@ def check_tables(figures, ran):
 
 
 @pytest.mark.data
-def test_a_rerun_runs_no_job_and_an_edited_notebook_reruns_only_what_depends_on_it(smoke_run):
+def test_a_rerun_runs_no_job_and_an_edited_notebook_reruns_only_what_depends_on_it(smoke_run, monkeypatch):
     figures, build = smoke_run.figures, smoke_run.build
+    monkeypatch.setenv(paths.CHECKPOINTS_ENV, str(smoke_run.checkpoints))
     checkpoint = (
-        paths.checkpoints_dir() / json.loads((figures / "results" / "train_cifar10_cnn.json").read_text())["checkpoint"]
+        smoke_run.checkpoints / json.loads((figures / "results" / "train_cifar10_cnn.json").read_text())["checkpoint"]
     )
     outputs = sorted([checkpoint, *(build / "cache").glob("*.pt"), *build.glob("*/*.ipynb"), figures / "README.md",
                       figures / "results" / "workflow.json"])  # fmt: skip
     before = {p: p.stat().st_mtime_ns for p in outputs}
     started = time.perf_counter()
-    again = subprocess.run(smoke_run.command, capture_output=True, text=True)
+    again = subprocess.run(smoke_run.command, capture_output=True, text=True, env=smoke_run.environment)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
     assert {p: p.stat().st_mtime_ns for p in outputs} == before  # no job ran: nothing was rewritten
     assert time.perf_counter() - started < 0.05 * smoke_run.seconds + 30
     dry = [*smoke_run.command, "--dry-run"]
     assert (
-        subprocess.run(dry, capture_output=True, text=True)
+        subprocess.run(dry, capture_output=True, text=True, env=smoke_run.environment)
         .stdout.strip()
         .endswith("nothing to do: every output is up to date")
     )
@@ -178,7 +239,11 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
 
 
 def test_profiles_and_column_filter():
-    assert set(PROFILES) == {"smoke", "quick", "paper"}
+    assert set(PROFILES) == {"smoke", "demo", "quick", "paper"}
+    demo = get_profile("demo")
+    assert workflow.plan("demo").notebooks == ["01_train", "02_qualitative", "03_quantitative", "08_metric_controls"]
+    assert workflow.plan("demo", notebooks="02_qualitative").notebooks == ["02_qualitative"]
+    assert [c.label for c in demo.columns] == ["cifar10/cnn"] and demo.columns[0].controls_images >= 30
     paper = get_profile("paper")
     assert len(paper.columns) == 6 and all(c.epochs == 50 and c.train_size is None for c in paper.columns)
     assert all(c.deletion_images is None and c.appendix_images is None for c in paper.columns)
@@ -213,8 +278,8 @@ def test_tables_from_records(tmp_path):
                                                     "test_images": 10, "data_source": "x"})  # fmt: skip
     # Side by side with the paper, ours minus theirs; every map kind here is against the paper's direction.
     assert "| cifar10/cnn | 0.6123 | 0.6307 | −0.0184 |" in summary
-    assert "| cifar10/cnn | positive | 0.110 | 0.14 | −0.030 |" in summary
-    assert "| cifar10/cnn | inactive | 0.150 | 0.15 | +0.000 |" in summary
+    assert "| cifar10/cnn | positive | 0.110 (n = 10000) | 0.14 | −0.030 |" in summary
+    assert "| cifar10/cnn | inactive | 0.150 (n = 10000) | 0.15 | +0.000 |" in summary
     assert "- cifar10/cnn, black deletion: the positive map's AUC 0.110 is not below the original's 0.100 " \
            "(paper: 0.14 vs 0.23)." in summary  # fmt: skip
     assert summary.count("is not below the original's") == 4 and "weaker model" not in summary

@@ -8,28 +8,28 @@ import pytest
 import torch
 from torch import nn
 
-from signed_saliency import controls
+from signed_saliency import controls, imputation, leakage
 from signed_saliency.controls import (
-    ImputationFill,
     bootstrap,
     control_curves,
     count_matched,
     directed_fill,
     full_ranking,
     image_aucs,
-    linear_imputation,
-    mask_leakage,
     random_maps,
     srg,
     summarize,
 )
 from signed_saliency.deletion import FRACTIONS, deletion_curves
 from signed_saliency.evaluation import PAPER_CURVES
+from signed_saliency.imputation import ImputationFill, linear_imputation
+from signed_saliency.leakage import mask_leakage
 from signed_saliency.saliency import saliency_maps, target_gradient
 
 
 def test_docstring_examples_hold():
     assert doctest.testmod(controls).failed == 0
+    assert doctest.testmod(leakage).failed == doctest.testmod(imputation).failed == 0
 
 
 class FlipsOnOnePixel(nn.Module):
@@ -268,6 +268,8 @@ def test_control_curves_share_the_paper_curves_and_summarize_every_claim():
             "beats_matched_random",
             "survives_imputation_srg",
             "directed_closes_gap",
+            "images",
+            "too_few_images",
         }
     assert len(record["bands"]["paper/black/positive"]["low"]) == len(FRACTIONS)
 
@@ -277,7 +279,8 @@ def test_a_record_renders_as_verdict_lines_table_cells_and_figures():
 
     matplotlib.use("Agg")
     from signed_saliency.plotting import plot_control_curves, plot_control_grids
-    from signed_saliency.tables import control_lines, interval_text, spread_text
+    from signed_saliency.tables import interval_text, spread_text
+    from signed_saliency.verdicts import control_lines
 
     torch.manual_seed(1)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10)).eval()
@@ -290,7 +293,8 @@ def test_a_record_renders_as_verdict_lines_table_cells_and_figures():
     lines = control_lines(record)
     assert len(lines) == 5 and lines[-1].endswith("scores 0.300.") and "accuracy up to 0.600" in lines[-1]
     difference = interval_text(record["intervals"]["diff positive-original/black"])
-    assert difference in lines[0] and lines[0].startswith("- black deletion, positive: AUC(positive)")
+    assert difference in lines[0] and lines[0].startswith("- black deletion, positive (too few images (n = 10) to "
+                                                          "resolve): AUC(positive)")  # fmt: skip
     assert interval_text([0.1234, 0.1, 0.15]) == "0.123 [0.100, 0.150]" and interval_text(None) is None
     assert spread_text({"mean": 0.25, "sd": 0.0125}) == "0.250 ± 0.013"
     agreement = {k: c.agreement for k, c in curves.items() if k.startswith(("paper/", "directed/"))}
@@ -306,3 +310,64 @@ def test_a_record_renders_as_verdict_lines_table_cells_and_figures():
     cells = {t.get_text() for t in grids.axes[0].texts}
     assert f"{record['intervals']['srg imputation/positive'][0]:.3f}" in cells
     assert {t.get_text() for t in grids.axes[1].texts} >= {"0.20", "0.40", "0.60"}
+
+
+def _claims_record(images: int, difference=(-0.2, -0.3, -0.1)) -> dict:
+    """A controls record whose every claim is far below the original and every control: resolved on any n."""
+    intervals = {
+        f"diff {k}-{other}/{f}": list(difference) for f, k in controls.CLAIMS for other in ("original", "matched")
+    }
+    intervals |= {f"diff {k}-directed": [-0.05, -0.09, -0.01] for _, k in controls.CLAIMS}
+    intervals |= {f"diff srg {k}-original/imputation": [0.2, 0.1, 0.3] for _, k in controls.CLAIMS}
+    return {"intervals": intervals, "images": images, "resamples": 100, "seeds": [0]}
+
+
+def test_no_verdict_word_below_30_images_and_every_verdict_from_30():
+    assert controls.MIN_IMAGES == 30
+    at_29, at_30 = controls.verdicts(_claims_record(29)), controls.verdicts(_claims_record(30))
+    for claim in at_29:
+        assert at_29[claim] == {"resolved": None, "beats_matched_random": None, "survives_imputation_srg": None,
+                                "directed_closes_gap": None, "images": 29, "too_few_images": True}  # fmt: skip
+        assert at_30[claim] == {"resolved": True, "beats_matched_random": True, "survives_imputation_srg": True,
+                                "directed_closes_gap": False, "images": 30, "too_few_images": False}  # fmt: skip
+    from signed_saliency.tables import claim_word
+    from signed_saliency.verdicts import control_lines, precision, seed_lines
+
+    words = ("resolved", "beats", "survives", "holds", "closes", "stays")
+    for n in (2, 29):
+        lines = control_lines(_claims_record(n))
+        assert all(f"(too few images (n = {n}) to resolve): " in line for line in lines)
+        assert not any(word in line.replace("to resolve", "") for line in lines for word in words)
+        assert (
+            claim_word(controls.verdicts(_claims_record(n))["black/positive"]) == f"too few images (n = {n}) to resolve"
+        )
+    lines = control_lines(_claims_record(30))
+    assert lines[0].startswith("- black deletion, positive (n = 30): AUC(positive) − AUC(original) -0.200 "
+                               "[-0.300, -0.100]: resolved at 95 %; against count-matched random")  # fmt: skip
+    assert "survives" in lines[0] and "the gap stays" in lines[0]
+    assert claim_word(controls.verdicts(_claims_record(30))["black/positive"]) == "resolved at 95 %"
+    assert precision(_claims_record(30)) == pytest.approx(0.1)  # half of every difference's width 0.2; 0.04 directed
+    # Across seeds: "holds" needs every seed on at least 30 images.
+    held = controls.seed_verdicts([_claims_record(30), _claims_record(31)])["black/positive"]
+    assert held["holds"] is True and held["resolved_in"] == 2 and held["images"] == 30
+    short = controls.seed_verdicts([_claims_record(29), _claims_record(500)])["white/inactive"]
+    assert short["holds"] is None and short["resolved_in"] is None and short["images"] == 29
+    said = seed_lines([_claims_record(29), _claims_record(500)])
+    assert "too few images (n = 29) to resolve (the smallest seed's n)." in said[-1] and "holds" not in said[-1]
+
+
+def test_the_claim_lines_a_run_ends_with():
+    from signed_saliency.verdicts import claim_lines
+
+    curves = {f"{f}/{k}": {"auc": 0.1} for f, k in controls.CLAIMS}
+    curves |= {"black/original": {"auc": 0.3}, "white/original": {"auc": 0.05}}
+    deletion = {"images": 16, "curves": curves}
+    lines = claim_lines(deletion, _claims_record(2))
+    assert lines[0] == (
+        "black deletion, positive map: AUC 0.100 vs original 0.300 on 16 images (lower, as the paper claims); "
+        "difference -0.200 [-0.300, -0.100] on 2 images: too few images (n = 2) to resolve"
+    )
+    assert lines[2].startswith("white deletion, negative map: AUC 0.100 vs original 0.050 on 16 images (NOT lower")
+    assert claim_lines(deletion, _claims_record(30))[0].endswith("on 30 images: resolved at 95 %")
+    assert claim_lines(deletion, None)[0] == ("black deletion, positive map: AUC 0.100 vs original 0.300 on 16 images "
+                                              "(lower, as the paper claims)")  # fmt: skip

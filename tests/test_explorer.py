@@ -242,7 +242,7 @@ def test_explorer_in_a_real_browser(voila, tmp_path):
 
 
 def test_the_gradient_cache_evicts_the_least_recently_used_within_its_size():
-    from signed_saliency.explorer import GRADIENT_CACHE_BYTES, GradientCache
+    from signed_saliency.explorer_state import GRADIENT_CACHE_BYTES, GradientCache
 
     entry = lambda: (torch.zeros(10), torch.zeros(1000))  # 4,040 bytes  # noqa: E731
     cache = GradientCache(max_bytes=3 * 4040)
@@ -270,3 +270,47 @@ def test_the_deletion_preview_updates_before_the_caption(checkpoints):
     explorer.index_input.value = 3
     assert "caption" in order and "preview" in order
     assert order.index("preview") < order.index("caption"), order
+
+
+def test_the_state_is_driven_and_checked_without_a_widget(checkpoints, data_root):
+    # A fresh interpreter: the state module must not pull ipywidgets in.
+    probe = "import sys, signed_saliency.explorer_state; print('ipywidgets' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == (
+        "False\n"
+    )
+    from signed_saliency.explorer_state import ExplorerState, finished_checkpoints
+
+    state = ExplorerState(data_root)
+    with pytest.raises(ValueError, match="no model loaded"):
+        state.load_split("test")
+    state.load_model(finished_checkpoints(checkpoints)[0][1])
+    images = state.load_split("test")
+    with pytest.raises(ValueError, match="split must be one of"):
+        state.load_split("validation")
+    with pytest.raises(ValueError, match="outside this split"):
+        state.show_image(len(images))
+    state.show_image(5)
+    assert state.view.label == int(images.labels[5])
+    other = (state.view.predicted + 1) % 10
+    state.show_maps(other)
+    expected = saliency_maps(state.model, images.batch(slice(5, 6)), target=other)
+    for name, value in expected.items():
+        torch.testing.assert_close(state.view.maps[name], value[0])
+    with pytest.raises(ValueError, match="target must be"):
+        state.show_maps(10)
+    altered, mask = state.preview_deletion("negative", "black", 0.25)
+    assert torch.equal(mask, deletion_masks(state.view.maps["negative"][None], [0.25])[0, 0])
+    assert torch.equal(altered[0][:, mask], torch.zeros(3, int(mask.sum())))
+    with torch.inference_mode():
+        assert state.view.altered_predicted == state.model(altered).argmax(1).item()
+    with pytest.raises(ValueError, match="fraction must be in"):
+        state.preview_deletion("negative", "black", 1.0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        state.preview_deletion("signed", "black", 0.1)
+    labels = images.labels
+    after = state.next_of_class(3, 5)
+    assert labels[after] == 3 and after > 5 and not (labels[6:after] == 3).any()
+    wrong = state.random_index(correct=False)
+    with torch.inference_mode():
+        assert state.model(images.batch(slice(wrong, wrong + 1))).argmax(1).item() != labels[wrong]
+    assert len(state.gradients) == 1  # one image visited: its gradients computed once, reused by every call

@@ -38,6 +38,28 @@ def test_attribute_agrees_with_captum_saliency_on_one_channel():
     torch.testing.assert_close(ours.attribute(images, target=target, kind="negative"), (-signed).clamp(min=0))
 
 
+@pytest.mark.parametrize("nt_type", ["smoothgrad", "smoothgrad_sq", "vargrad"])
+def test_noise_tunnel_gives_smoothgrad_of_the_maps_as_of_captum_saliency(nt_type):
+    """On one channel the original map is |gradient|, Captum's Saliency: the same noise (same seed) must give
+    the same SmoothGrad, SmoothGrad² and VarGrad; the signed maps go through NoiseTunnel as well."""
+    from captum.attr import NoiseTunnel, Saliency
+
+    model, images = small_model(channels=1), torch.rand(3, 1, 8, 8)
+    target = [1, 0, 3]
+    options = {"nt_type": nt_type, "nt_samples": 6, "stdevs": 0.2, "target": target}
+    torch.manual_seed(5)
+    ours = NoiseTunnel(SignedSaliency(model, noisy_inputs=True)).attribute(images, **options)
+    torch.manual_seed(5)
+    theirs = NoiseTunnel(Saliency(model)).attribute(images, **options)
+    torch.testing.assert_close(ours, theirs)
+    torch.manual_seed(5)
+    positive = NoiseTunnel(SignedSaliency(model, noisy_inputs=True)).attribute(images, kind="positive", **options)
+    assert positive.shape == images.shape and not torch.equal(positive, ours)
+    # Without noisy_inputs the noisy copies are refused, with a hint that names the way out.
+    with pytest.raises(ValueError, match=r"look like noisy copies .*SignedSaliency\(model, noisy_inputs=True\)"):
+        NoiseTunnel(SignedSaliency(model)).attribute(images, **options)
+
+
 def test_bad_use_is_refused():
     with pytest.raises(ValueError, match="unknown kind"):
         SignedSaliency(small_model()).attribute(torch.rand(1, 3, 8, 8), kind="absolute")
@@ -74,3 +96,14 @@ def test_a_quantus_metric_scores_the_maps_through_the_explain_func():
         curves = flipping(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=quantus_explain_func,
                           explain_func_kwargs={"kind": kind}, device="cpu")  # fmt: skip
         assert len(curves) == 4 and all(np.isfinite(c).all() for c in curves)
+
+
+def test_the_readme_example_runs_as_it_stands():
+    from signed_saliency import paths
+
+    readme = (paths.REPO_ROOT / "README.md").read_text()
+    block = readme.split("**Captum and Quantus.**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    assert namespace["attributions"].shape == namespace["images"].shape == namespace["smooth"].shape
+    assert len(namespace["scores"]) == 8

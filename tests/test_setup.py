@@ -56,13 +56,15 @@ def test_every_imported_package_is_pinned():
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_command():
     readme = (ROOT / "README.md").read_text()
     first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", readme, re.S).group(1)
-    assert [line for line in first_block.splitlines() if line.strip()] == ["make reproduce", "make test"]
+    commands = [line.split("#")[0].strip() for line in first_block.splitlines() if line.strip()]
+    assert commands == ["make demo", "make reproduce", "make test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^test: venv data browser", makefile, re.M) and re.search(
         r"^reproduce: venv data", makefile, re.M
     )
+    assert re.search(r"^demo: venv ", makefile, re.M)
 
 
 def test_every_module_has_a_docstring():

@@ -10,10 +10,12 @@ import time
 import pytest
 import yaml
 
-from signed_saliency import paths, progress, reproduce, workflow
+from signed_saliency import paths, progress, records, reproduce, workflow
 from signed_saliency.controls import CLAIMS, across_seeds, seed_verdicts
 from signed_saliency.profiles import get_profile
-from signed_saliency.tables import assemble, seed_records, write_record, write_summary
+from signed_saliency.records import seed_records, write_record
+from signed_saliency.report import write_summary
+from signed_saliency.tables import assemble
 
 SLURM = paths.REPO_ROOT / "workflow" / "profiles" / "slurm"
 
@@ -146,8 +148,8 @@ def test_tables_show_the_spread_across_training_seeds(tmp_path):
     summary = write_summary(profile, tmp_path).read_text()
     # Every seed's interval (difference ± 0.02) lies below 0, and -0.100 + 2 × 0.020 < 0 …
     assert "**Across 3 training seeds**" in summary
-    assert "black deletion, positive: AUC(positive) − AUC(original) -0.100 ± 0.020 (3 seeds), resolved in 3 of 3: " \
-           "holds across seeds." in summary  # fmt: skip
+    assert "black deletion, positive: AUC(positive) − AUC(original) -0.100 ± 0.020 (3 seeds), resolved in 3 of 3 " \
+           "(n ≥ 100 each): holds across seeds." in summary  # fmt: skip
     # … while a spread that reaches 0 does not hold, even where every seed's own bootstrap resolves it.
     _seeded_records(tmp_path, [0.60, 0.62, 0.64], [-0.10, -0.03, -0.08])
     verdicts = seed_verdicts(seed_records(tmp_path, "controls", "cifar10_cnn"))
@@ -160,13 +162,15 @@ def test_tables_show_the_spread_across_training_seeds(tmp_path):
 def test_the_readme_gives_the_invocation_wall_time_beside_the_summed_job_time(tmp_path):
     """Two jobs side by side: 600 s of job time in 420 s of wall time. The README must give both, each named."""
     _seeded_records(tmp_path, [0.60], [-0.10])
+    chosen = workflow.plan("quick", "cifar10/cnn", figures_dir=tmp_path, build_dir=tmp_path / "b")
+    started = workflow.invocation(chosen, 2)
     notebooks = {
         "01_train": {"seconds": 400.0, "device": "cpu"},
         "03_quantitative": {"seconds": 200.0, "device": "cpu"},
     }
     write_record(tmp_path, "run", "cifar10_cnn", {"wall_seconds": 600.0, "device": "cpu", "notebooks": notebooks})
-    chosen = workflow.plan("quick", "cifar10/cnn", figures_dir=tmp_path, build_dir=tmp_path / "b")
-    record = json.loads(workflow.write_wall_time(chosen, 420.04, jobs=2).read_text())
+    path = records.write_wall_time(tmp_path, workflow.wall_time(started, 420.04))
+    record = json.loads(path.read_text())
     assert record["wall_seconds"] == 420.0 and record["jobs_at_once"] == 2
     assert record["runs"] == ["cifar10/cnn seed 42"] and record["notebooks"] == list(workflow.NOTEBOOKS)
     summary = write_summary(get_profile("quick"), tmp_path).read_text()
@@ -177,11 +181,11 @@ def test_the_readme_gives_the_invocation_wall_time_beside_the_summed_job_time(tm
     assert "- Job time of this column's notebooks in the last run: 600 s" in summary
     # One job at a time, the sum is the wall time less the workflow's overhead; with no wall-time record,
     # the README claims neither.
-    workflow.write_wall_time(chosen, 610.0, jobs=1)
+    records.write_wall_time(tmp_path, workflow.wall_time({**started, "jobs_at_once": 1}, 610.0))
     summary = write_summary(get_profile("quick"), tmp_path).read_text()
     assert "1 job at once (`JOBS=1`)" in summary and "exceeds the wall time" not in summary
     assert "the jobs ran one at a time, so this sum is the wall time above less the workflow's own overhead" in summary
-    workflow.wall_time_record(tmp_path).unlink()
+    records.wall_time_record(tmp_path).unlink()
     summary = write_summary(get_profile("quick"), tmp_path).read_text()
     assert "The last `reproduce` run took" not in summary and "wall time above" not in summary
     assert "(each job's own time, its training included in 01_train)." in summary
@@ -229,3 +233,77 @@ def test_follow_prints_lines_written_while_it_runs(tmp_path):
         writer.start()
         writer.join()
     assert shown.getvalue() == "[job] step 1\n[job] step 2\n"  # redraws of the same state are shown once
+
+
+def test_a_run_announces_its_runs_its_expected_time_and_what_it_overwrites(tmp_path):
+    chosen = workflow.plan("quick", "cifar10/cnn", figures_dir=tmp_path / "f", build_dir=tmp_path / "b")
+    lines = reproduce.announcement(chosen, 2, "reproducible")
+    assert lines[0] == "quick: cifar10/cnn seed 42; 2 jobs at once, numerics reproducible"
+    assert lines[1].startswith("wall time: no recorded run of this profile to estimate it from")
+    assert (
+        lines[2]
+        == f"writes {tmp_path / 'f'}/ (figures, tables, README), replacing what is there, and {tmp_path / 'b'}/"
+    )
+    started = workflow.invocation(chosen, 2)
+    write_record(tmp_path / "f", "run", "cifar10_cnn", {"wall_seconds": 300.0})
+    write_record(tmp_path / "f", "run", "imagenette_cnn", {"wall_seconds": 180.0})
+    assert "job times, on the machines that ran them, add up to 8.0 min" in reproduce.announcement(chosen, 1, "fast")[1]
+    records.write_wall_time(tmp_path / "f", workflow.wall_time(started, 4014.3))
+    assert reproduce.announcement(chosen, 2, "fast")[1].startswith(
+        "wall time: the last recorded run of this profile took 66.9 min with JOBS=2 for cifar10/cnn seed 42"
+    )
+
+
+def test_the_wall_time_names_only_the_runs_that_ran_and_the_job_time_every_seed(tmp_path):
+    """SEEDS=42,43 with seed 42 already done: the invocation ran seed 43's jobs alone, and the job time covers
+    both seeds' records."""
+    _seeded_records(tmp_path, [0.60, 0.62], [-0.10, -0.12])
+    chosen = workflow.plan("quick", "cifar10/cnn", "42,43", figures_dir=tmp_path, build_dir=tmp_path / "b")
+    notebooks = {"01_train": {"seconds": 300.0, "device": "cpu"}}
+    write_record(tmp_path, "run", "cifar10_cnn", {"wall_seconds": 300.0, "device": "cpu", "notebooks": notebooks})
+    started = workflow.invocation(chosen, 2)
+    seed43 = {"wall_seconds": 210.0, "device": "cpu", "notebooks": {"01_train": {"seconds": 210.0, "device": "cpu"}}}
+    write_record(tmp_path / "seed43", "run", "cifar10_cnn", seed43)
+    record = workflow.wall_time(started, 215.0)
+    assert record["runs"] == ["cifar10/cnn seed 43"]
+    records.write_wall_time(tmp_path, record)
+    summary = write_summary(get_profile("quick"), tmp_path).read_text()
+    assert "2 jobs at once (`JOBS=2`), for cifar10/cnn seed 43 (notebooks" in summary
+    assert (
+        "Job time: 8.5 minutes for the notebooks of 1 column (2 runs, every training seed's) in their last runs"
+        in summary
+    )
+    assert "cifar10/cnn 5.0 (+ 1 more seeds, 3.5) min" in summary
+    # Nothing ran (every output up to date): the record says so rather than naming runs it did not run.
+    later = workflow.invocation(chosen, 2)
+    records.write_wall_time(tmp_path, workflow.wall_time(later, 3.0))
+    assert "for no run: every output was up to date" in write_summary(get_profile("quick"), tmp_path).read_text()
+
+
+@pytest.mark.data
+def test_missing_data_is_refused_in_one_line_before_any_job(tmp_path, monkeypatch, capsys, data_root):
+    monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "empty"))
+    monkeypatch.setenv(paths.ARCHIVES_ENV, str(tmp_path / "no-archives"))
+    started = time.perf_counter()
+    assert reproduce.main(["--profile", "smoke", "--only", "cifar10/cnn", "--figures-dir", str(tmp_path / "f"),
+                           "--build-dir", str(tmp_path / "b")]) == 1  # fmt: skip
+    said = capsys.readouterr()
+    assert time.perf_counter() - started < 10 and not (tmp_path / "b" / reproduce.LOG_NAME).exists()
+    line = said.err.strip().splitlines()[-1]
+    assert line.startswith(f"error: no cifar10 in the data root {tmp_path / 'empty'}: the offline archives are not in ")
+    assert "set SIGNED_SALIENCY_ARCHIVES to the folder that holds MANIFEST.json" in line and "--download" in line
+    # With the archives where they are, the line names the command that fills the data root.
+    monkeypatch.delenv(paths.ARCHIVES_ENV)
+    from signed_saliency.data import missing_data
+
+    if (paths.archives_dir() / "materialize.py").exists():
+        text = missing_data(["cifar10", "imagenette"])
+        assert text.startswith(f"no cifar10 or imagenette in the data root {tmp_path / 'empty'}: fill it with `make "
+                               f"data` (that is: python {paths.archives_dir() / 'materialize.py'}")  # fmt: skip
+    assert missing_data(["cifar10", "imagenette"], data_root) is None  # the real data root: nothing missing
+
+
+def test_jobs_below_one_are_refused_by_the_argument_parser(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        reproduce.main(["--profile", "smoke", "--jobs", "0"])
+    assert stopped.value.code == 2 and "must be a whole number of at least 1, got '0'" in capsys.readouterr().err

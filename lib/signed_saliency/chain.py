@@ -24,12 +24,12 @@ from signed_saliency.controls import (
     SEEDS,
     concatenate,
     control_curves,
-    mask_leakage,
     summarize,
 )
 from signed_saliency.data import TEST_SPLIT, ImageSet, load_dataset
 from signed_saliency.deletion import FRACTIONS, DeletionCurve, deletion_masks, predict
 from signed_saliency.evaluation import cached, method_curves, paper_curves, pick_examples
+from signed_saliency.leakage import mask_leakage
 from signed_saliency.plotting import plot_map_grid, save_figure
 from signed_saliency.profiles import Column
 from signed_saliency.progress import progress
@@ -165,35 +165,41 @@ class Context:
                "leakage": list(LEAKAGE_FRACTIONS), "train_images": len(train)}  # fmt: skip
         chunk = max(1, (1 << 18) // (test.images.shape[-2] * test.images.shape[-1]))
 
-        def compute():
-            parts, masks, labels = [], {"test": [], "train": []}, {"test": [], "train": []}
-            for start in progress(range(0, len(test), chunk), desc="metric controls"):
-                batch = test.batch(slice(start, start + chunk), self.device)
+        def masks_and_labels(images: ImageSet, desc: str, each_batch=None):
+            """Leakage masks of every map and the model's predictions, chunk by chunk; ``each_batch(batch, maps,
+            start)`` adds a split's own work (the test curves) without a second pass over the images."""
+            masks, labels = [], []
+            for start in progress(range(0, len(images), chunk), desc=desc):
+                batch = images.batch(slice(start, start + chunk), self.device)
                 maps = saliency_maps(self.model, batch)
+                if each_batch is not None:
+                    each_batch(batch, maps, start)
+                masks.append({k: deletion_masks(v, LEAKAGE_FRACTIONS).cpu() for k, v in maps.items()})
+                labels.append(predict(self.model, batch).cpu())
+            return {k: torch.cat([m[k] for m in masks], dim=1) for k in METHODS}, torch.cat(labels)
+
+        def compute():
+            parts = []
+
+            def test_curves(batch, maps, start):
                 _, gradient = target_gradient(self.model, batch, None)
                 parts.append(control_curves(self.model, batch, maps, gradient, seeds=seeds, first_image=start))
-                masks["test"].append({k: deletion_masks(v, LEAKAGE_FRACTIONS).cpu() for k, v in maps.items()})
-                labels["test"].append(predict(self.model, batch).cpu())
-            for start in progress(range(0, len(train), chunk), desc="train masks for mask leakage"):
-                batch = train.batch(slice(start, start + chunk), self.device)
-                maps = saliency_maps(self.model, batch)
-                masks["train"].append({k: deletion_masks(v, LEAKAGE_FRACTIONS).cpu() for k, v in maps.items()})
-                labels["train"].append(predict(self.model, batch).cpu())
+
+            test_masks, test_labels = masks_and_labels(test, "metric controls", test_curves)
+            train_masks, train_labels = masks_and_labels(train, "train masks for mask leakage")
             curves = concatenate(parts)
             record = summarize(curves, resamples, seed=self.seed)
             record["train_images"] = len(train)
-            test_labels = torch.cat(labels["test"])
             # The accuracy of always naming the model's most frequent prediction: what leakage must beat.
             record["leakage_baseline"] = float(test_labels.bincount().max()) / len(test_labels)
-            record["leakage"] = {}
-            for kind in METHODS:
-                both = {s: torch.cat([m[kind] for m in masks[s]], dim=1) for s in masks}
-                y = {s: torch.cat(labels[s]) for s in labels}
-                record["leakage"][kind] = {
-                    str(p): mask_leakage(both["train"][f], y["train"], both["test"][f], y["test"], len(test.classes),
-                                         seed=self.seed)
+            record["leakage"] = {
+                kind: {
+                    str(p): mask_leakage(train_masks[kind][f], train_labels, test_masks[kind][f], test_labels,
+                                         len(test.classes), seed=self.seed)
                     for f, p in enumerate(LEAKAGE_FRACTIONS)
-                }  # fmt: skip
+                }
+                for kind in METHODS
+            }  # fmt: skip
             return record, {k: c.agreement for k, c in curves.items() if k.startswith(("paper/", "directed/"))}
 
         return cached(self.cache / f"controls_{self.column.id}.pt", key, compute)

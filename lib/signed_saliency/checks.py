@@ -20,14 +20,17 @@ from torch import nn
 
 METHODS = ("original", "positive", "negative", "active", "inactive")
 PIXEL_TOLERANCE = 1e-3  # values this far outside [0, 1] are rounding, not another scale
+# Within this of [0, 1], values look like noise added to images (SmoothGrad), not another scale such as [-1, 1].
+NOISY_MARGIN = 0.75
 # Pixel-channel-class values one chunk aims at (~64 MB of fp32): cache-friendly for the datasets here.
 CHUNK_ELEMENTS = 1 << 24
 # The most gradient memory one image's classes may take (fp32 bytes); past it, ask for competitors=k.
 GRADIENT_BUDGET_BYTES = 4 << 30
 
 
-def check_images(images) -> None:
-    """Raise ``ValueError`` unless ``images`` is a non-empty float tensor (B, K, H, W) of finite values in [0, 1].
+def check_images(images, in_range: bool = True) -> None:
+    """Raise ``ValueError`` unless ``images`` is a non-empty float tensor (B, K, H, W) of finite values in [0, 1]
+    (any finite values with ``in_range=False``: noisy copies for SmoothGrad, which leave [0, 1] by design).
 
     Maps of NaN images or of images on another scale (0–255, normalised) would look plausible
     and mean nothing, and a white fill (1.0) in a 0–255 image is no deletion at all.
@@ -49,12 +52,17 @@ def check_images(images) -> None:
         bad = (~torch.isfinite(images)).sum().item()
         raise ValueError(f"images hold {bad} NaN or infinite values: maps and deletion curves of them mean nothing; "
                          "fix or drop those images first")  # fmt: skip
-    if low < -PIXEL_TOLERANCE or high > 1 + PIXEL_TOLERANCE:
-        if low >= -PIXEL_TOLERANCE and high <= 255 + PIXEL_TOLERANCE:
+    if in_range and (low < -PIXEL_TOLERANCE or high > 1 + PIXEL_TOLERANCE):
+        if low >= -PIXEL_TOLERANCE and high <= 255 + PIXEL_TOLERANCE and high > 2:
             hint = "they look like 0–255 pixel values: divide by 255 (data.to_float does it for uint8 images)"
+        elif low >= -NOISY_MARGIN and high <= 1 + NOISY_MARGIN:
+            hint = ("values this close to [0, 1] look like noisy copies of images (SmoothGrad, Captum's NoiseTunnel): "
+                    "pass the clean images, or, for noisy copies on purpose, interop.SignedSaliency(model, "
+                    "noisy_inputs=True), which skips this range check")  # fmt: skip
         else:
             hint = ("they look normalised (mean/std): pass images in [0, 1] and put the normalisation inside the "
-                    "model as its first layer, as the pre-trained models here do")  # fmt: skip
+                    "model as its first layer, as the pre-trained models here do (noisy copies on purpose, as for "
+                    "SmoothGrad: interop.SignedSaliency(model, noisy_inputs=True))")  # fmt: skip
         raise ValueError(f"images must hold values in [0, 1], found min {low:.4g} and max {high:.4g}: {hint}")
 
 

@@ -4,12 +4,10 @@ Here live the pieces that ask it, all batched over images and fed through
 ``deletion.deletion_curves`` so that every control of one model shares its forward batches:
 seeded random maps and count-matched random deletion (``random_maps``, ``count_matched``);
 full rankings with seeded tie-breaks for MoRF / LeRF and their symmetric relevance gain
-(``full_ranking``, ``srg``); ROAD's noisy linear imputation, solved exactly for a whole batch by
-conjugate gradients with a multigrid preconditioner (``linear_imputation``, ``ImputationFill``);
+(``full_ranking``, ``srg``); ROAD's noisy linear imputation as a fill (``imputation.ImputationFill``);
 the sign-aware directed fill for the original map (``directed_fill``); percentile-bootstrap
 intervals, paired where two maps are compared, resampled from each image's stored agreement
-(``bootstrap``); and the mask-leakage test, a small CNN that reads the class off the deletion
-masks alone (``mask_leakage``). ``control_curves`` runs them all for one model and
+(``bootstrap``); the mask-leakage test lives in ``leakage``. ``control_curves`` runs them all for one model and
 ``summarize`` turns the curves into the intervals and verdicts of Table C.
 """
 
@@ -18,26 +16,33 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from signed_saliency.checks import check_fractions, check_images, check_seed
 from signed_saliency.deletion import FRACTIONS, DeletionCurve, auc, deleted_counts, deletion_curves
+from signed_saliency.imputation import ImputationFill
 
 SEEDS = (0, 1, 2, 3, 4)
 RESAMPLES = 2000
-NOISE = 0.01
 LEAKAGE_FRACTIONS = (0.1, 0.3, 0.5)
 # The paper's four claims: the map's curve lies below the original's under the same fill.
 CLAIMS = (("black", "positive"), ("black", "active"), ("white", "negative"), ("white", "inactive"))
 KINDS = ("original", "positive", "negative", "active", "inactive")
 SRG_FILLS = ("black", "white", "imputation")
-_IMPUTATION_PIXELS = 128 * 32 * 32  # pixels per imputation solve: 128 CIFAR-10 images
-# ROAD's weights: 1/6 for the 4 edge neighbours, 1/12 for the 4 diagonal ones.
-_STENCIL = ((1 / 12, 1 / 6, 1 / 12), (1 / 6, 0.0, 1 / 6), (1 / 12, 1 / 6, 1 / 12))
+# PROTOCOL §8: a verdict word (resolved, beats, survives, holds) only on a comparison of at least this many
+# images. A percentile bootstrap over 2 images has 3 distinct resampled means: no 95 % interval of anything.
+MIN_IMAGES = 30
+
+
+def enough_images(n: int) -> bool:
+    """Whether a comparison on ``n`` images may carry a verdict word (PROTOCOL §8, ``MIN_IMAGES``)."""
+    return n >= MIN_IMAGES
+
+
+def too_few_text(n: int) -> str:
+    return f"too few images (n = {n}) to resolve"
 
 
 def _check_maps(saliency: torch.Tensor) -> torch.Tensor:
@@ -150,141 +155,6 @@ def srg(morf_auc, lerf_auc):
     return lerf_auc - morf_auc
 
 
-def _neighbour_mean(values: torch.Tensor) -> torch.Tensor:
-    """Σ weight × neighbour over the 8 in-image neighbours of each pixel of every plane of (1, N, H, W).
-
-    The planes are the channels of one grouped convolution: measured 24× faster on the CPU than the same
-    planes as a batch of single-channel images."""
-    weights = torch.tensor(_STENCIL, dtype=values.dtype, device=values.device)[None, None]
-    return F.conv2d(values, weights.expand(values.shape[1], 1, 3, 3), padding=1, groups=values.shape[1])
-
-
-class _Level(NamedTuple):
-    """One grid of the multigrid hierarchy, with what its operator and Jacobi sweeps need precomputed."""
-
-    unknown: torch.Tensor  # 1 where a pixel is imputed, 0 where it is kept
-    diagonal: torch.Tensor  # the operator's diagonal: scale × the in-image neighbours' weight sum (× unknown)
-    scaled_unknown: torch.Tensor  # scale × unknown
-    jacobi: torch.Tensor  # ω / diagonal where unknown, 0 elsewhere
-
-
-def _level(unknown: torch.Tensor, scale: float) -> _Level:
-    weight_sums = _neighbour_mean(torch.ones_like(unknown[:, :1])).expand_as(unknown)
-    return _Level(unknown, scale * unknown * weight_sums, scale * unknown, (2 / 3) * unknown / (scale * weight_sums))
-
-
-def _apply(values: torch.Tensor, level: _Level) -> torch.Tensor:
-    """The system's operator on ``values`` (zero on kept pixels): diagonal × v − scale × Σ weight × neighbour."""
-    return torch.addcmul(level.diagonal * values, level.scaled_unknown, _neighbour_mean(values), value=-1)
-
-
-def _vcycle(residual: torch.Tensor, levels: Sequence[_Level], depth: int = 0, coarsest_sweeps: int = 3):
-    """One symmetric multigrid V-cycle (weighted Jacobi, sum restriction, nearest prolongation): a fixed
-    linear, symmetric approximate inverse, so conjugate gradients stays exact with it as preconditioner."""
-    level = levels[depth]
-    error = level.jacobi * residual
-    if depth == len(levels) - 1:
-        for _ in range(coarsest_sweeps - 1):
-            error.addcmul_(level.jacobi, residual - _apply(error, level))
-        return error
-    planes, height, width = residual.shape[1], residual.shape[2] // 2, residual.shape[3] // 2
-    blocks = (1, planes, height, 2, width, 2)  # each coarse pixel's four fine ones, as views: no copies
-    coarse = (residual - _apply(error, level)).view(blocks).sum(dim=(3, 5))
-    correction = _vcycle(coarse, levels, depth + 1, coarsest_sweeps).view(1, planes, height, 1, width, 1)
-    error.view(blocks).addcmul_(level.unknown.view(blocks), correction)
-    return error.addcmul_(level.jacobi, residual - _apply(error, level))
-
-
-def linear_imputation(
-    images: torch.Tensor, deleted: torch.Tensor, tolerance: float = 1e-6, max_iterations: int = 500
-) -> torch.Tensor:
-    """ROAD's linear imputation without noise: every deleted pixel-channel becomes the weighted mean of
-    its in-image 8 neighbours (1/6 edge, 1/12 diagonal, renormalised at borders), kept pixels fixed.
-
-    The systems of all images and channels are solved at once by conjugate gradients with a multigrid
-    V-cycle as preconditioner, in float32, until every residual is below ``tolerance`` (in pixel units);
-    the result equals ``scipy.sparse.linalg.spsolve`` on each image's system (and Quantus'
-    ``noisy_linear_imputation`` with ``noise=0``) to about 1e-5.
-
-    Args:
-        images: (B, K, H, W) in [0, 1].
-        deleted: bool (B, H, W) or (B, 1, H, W): the pixels to impute; each image keeps at least one.
-
-    >>> images = torch.tensor([[[[0.0, 1.0, 0.0]]]])
-    >>> linear_imputation(images, torch.tensor([[[False, True, False]]])).flatten().tolist()
-    [0.0, 0.0, 0.0]
-    """
-    check_images(images)
-    batch, channels, height, width = images.shape
-    if deleted.dtype != torch.bool or deleted.reshape(batch, -1).shape[1] != height * width:
-        raise ValueError(f"deleted must be a bool mask ({batch}, {height}, {width}), got {deleted.dtype} "
-                         f"{tuple(deleted.shape)}")  # fmt: skip
-    deleted = deleted.reshape(batch, 1, height, width)
-    if (all_gone := deleted.flatten(1).all(dim=1)).any():
-        raise ValueError(f"{int(all_gone.sum())} images have every pixel deleted: there is nothing to impute them "
-                         "from, so keep the fractions below 1 for the imputation fill")  # fmt: skip
-    if not deleted.any():
-        return images.clone()
-    chunk = max(1, _IMPUTATION_PIXELS // (height * width))
-    if batch > chunk:  # measured fastest: larger tensors spend their time in page faults, smaller in overheads
-        return torch.cat([linear_imputation(images[i : i + chunk], deleted[i : i + chunk], tolerance, max_iterations)
-                          for i in range(0, batch, chunk)])  # fmt: skip
-    # Every channel of every image is one plane of a single (1, B·K, H, W) tensor (see _neighbour_mean).
-    x = images.float().contiguous().view(1, batch * channels, height, width)
-    unknown = deleted.float().expand(batch, channels, height, width).reshape(1, batch * channels, height, width)
-    # Coarser grids: a coarse pixel is unknown where any of its four is; the operator's scale grows by 1.5 per
-    # level (measured: fewest iterations on CIFAR-10 and Imagenette masks among 0.5, 1, 1.5 and 2).
-    levels = [_level(unknown, 1.0)]
-    while not (levels[-1].unknown.shape[-2] % 2 or levels[-1].unknown.shape[-1] % 2
-               or min(levels[-1].unknown.shape[-2:]) < 8):  # fmt: skip
-        levels.append(_level(F.max_pool2d(levels[-1].unknown, 2), 1.5 ** len(levels)))
-    rhs = unknown * _neighbour_mean((1 - unknown) * x)
-    solution, residual = torch.zeros_like(x), rhs.clone()
-    z = _vcycle(residual, levels)
-    direction, rz = z.clone(), (residual * z).sum(dim=(0, 2, 3), keepdim=True)
-    for _ in range(max_iterations):
-        if residual.abs().amax() <= tolerance:
-            break
-        step = _apply(direction, levels[0])
-        curvature = (direction * step).sum(dim=(0, 2, 3), keepdim=True)
-        alpha = torch.where(curvature > 0, rz / curvature.clamp(min=1e-30), 0)
-        solution += alpha * direction
-        residual -= alpha * step
-        z = _vcycle(residual, levels)
-        rz_next = (residual * z).sum(dim=(0, 2, 3), keepdim=True)
-        direction = z + torch.where(rz > 0, rz_next / rz.clamp(min=1e-30), 0) * direction
-        rz = rz_next
-    else:
-        raise RuntimeError(f"the imputation did not converge in {max_iterations} iterations "
-                           f"(largest residual {float(residual.abs().amax()):.1e})")  # fmt: skip
-    filled = x + unknown * (solution - x)
-    return filled.view(batch, channels, height, width).to(images.dtype)
-
-
-class ImputationFill:
-    """The ROAD fill for ``deletion_curves``: deleted pixels linearly imputed (``linear_imputation``), plus
-    Gaussian noise of standard deviation ``noise`` on the imputed values, seeded per image (``seed``, image
-    index + ``first_image``), so that an image gets the same noise in whatever batch or chunk it travels."""
-
-    name = "imputation"
-
-    def __init__(self, noise: float = NOISE, seed: int = 0, first_image: int = 0):
-        if not isinstance(noise, numbers.Real) or not noise >= 0:
-            raise ValueError(f"noise must be a standard deviation >= 0, got {noise!r}")
-        self.noise, self.seed, self.first_image = float(noise), check_seed(seed), int(first_image)
-
-    def noise_for(self, rows: torch.Tensor, shape) -> torch.Tensor:
-        """The noise (N, K, H, W) of the images ``rows``: standard normal × ``noise``, one generator per image."""
-        return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(
-            self.seed * 1_000_003 + self.first_image + r)) for r in rows.tolist()]) * self.noise  # fmt: skip
-
-    def __call__(self, altered: torch.Tensor, deleted: torch.Tensor, rows: torch.Tensor) -> None:
-        filled = linear_imputation(altered, deleted)
-        if self.noise:
-            filled += deleted * self.noise_for(rows, altered.shape[1:]).to(filled.device)
-        altered.copy_(filled)
-
-
 class ReplacementFill:
     """A fill for ``deletion_curves`` that sets each deleted pixel of image ``i`` to ``replacement[i]``."""
 
@@ -357,62 +227,6 @@ def bootstrap(values: Mapping[str, torch.Tensor], resamples: int = RESAMPLES, se
 def resolved_below(interval) -> bool:
     """A claim "A is below B" is resolved when the interval of AUC(A) − AUC(B) lies below 0 (PROTOCOL §8)."""
     return float(interval[2]) < 0
-
-
-class _MaskNet(nn.Module):
-    """The small CNN of the mask-leakage test: masks pooled to 32×32, two convolutions, a linear layer."""
-
-    def __init__(self, classes: int):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        )  # fmt: skip
-        self.head = nn.Linear(32 * 8 * 8, classes)
-
-    def forward(self, masks):
-        return self.head(self.features(F.adaptive_avg_pool2d(masks, 32)).flatten(1))
-
-
-def mask_leakage(
-    train_masks: torch.Tensor,
-    train_labels: torch.Tensor,
-    test_masks: torch.Tensor,
-    test_labels: torch.Tensor,
-    classes: int = 10,
-    epochs: int = 15,
-    seed: int = 0,
-) -> float:
-    """Test accuracy of a small CNN trained on binary deletion masks alone (B, H, W; True = deleted) to
-    predict ``train_labels`` (the model's predicted classes): well above chance (1/classes) means the
-    mask's shape tells the class (PROTOCOL §8).
-
-    >>> masks = torch.zeros(20, 8, 8, dtype=torch.bool); labels = torch.arange(20) % 2
-    >>> masks[labels == 1, :4] = True  # class 1 deletes the top half
-    >>> mask_leakage(masks, labels, masks, labels, classes=2) > 0.9
-    True
-    """
-    for name, masks, labels in (("train", train_masks, train_labels), ("test", test_masks, test_labels)):
-        if masks.dtype != torch.bool or masks.dim() != 3 or labels.shape != (len(masks),):
-            raise ValueError(f"{name} masks must be bool (B, H, W) with one label each, got {masks.dtype} "
-                             f"{tuple(masks.shape)} and labels {tuple(labels.shape)}")  # fmt: skip
-    if len(train_masks) < 2 or len(test_masks) < 1:
-        raise ValueError(f"mask leakage needs at least 2 train masks and 1 test mask, got {len(train_masks)} "
-                         f"and {len(test_masks)}")  # fmt: skip
-    torch.manual_seed(check_seed(seed))
-    net = _MaskNet(classes)
-    optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
-    x = train_masks[:, None].float()
-    y = train_labels.long()
-    order = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for batch in torch.randperm(len(x), generator=order).split(64):
-            optimiser.zero_grad()
-            F.cross_entropy(net(x[batch]), y[batch]).backward()
-            optimiser.step()
-    with torch.no_grad():
-        predicted = torch.cat([net(b[:, None].float()).argmax(1) for b in test_masks.split(256)])
-    return float((predicted == test_labels.long()).float().mean())
 
 
 def control_curves(
@@ -525,17 +339,22 @@ def verdicts(record: Mapping) -> dict:
     """Per claim (``"black/positive"`` …), from a ``summarize`` record: is it resolved at 95 %, does it beat
     the count-matched random control, does it survive the imputation fill and SRG (the map's SRG above the
     original's, resolved), and does the directed-fill original close the gap (the map no longer resolved
-    below it). ``None`` where the record lacks what a verdict needs."""
-    intervals = record["intervals"]
+    below it). Every verdict is ``None`` on fewer than ``MIN_IMAGES`` images (``too_few_images``), and
+    ``survives_imputation_srg`` is ``None`` where the record lacks the imputation fill. Each claim also
+    carries its ``images`` (n)."""
+    intervals, n = record["intervals"], int(record["images"])
     out = {}
     for fill, kind in CLAIMS:
         srg_gain = intervals.get(f"diff srg {kind}-original/imputation")
-        out[f"{fill}/{kind}"] = {
+        verdict = {
             "resolved": resolved_below(intervals[f"diff {kind}-original/{fill}"]),
             "beats_matched_random": resolved_below(intervals[f"diff {kind}-matched/{fill}"]),
             "survives_imputation_srg": None if srg_gain is None else float(srg_gain[1]) > 0,
             "directed_closes_gap": not resolved_below(intervals[f"diff {kind}-directed"]),
         }
+        if not enough_images(n):
+            verdict = dict.fromkeys(verdict)
+        out[f"{fill}/{kind}"] = {**verdict, "images": n, "too_few_images": not enough_images(n)}
     return out
 
 
@@ -557,21 +376,26 @@ def seed_verdicts(records: Sequence[Mapping]) -> dict:
     """Per claim, from the ``summarize`` records of several training seeds of one column: the AUC difference
     (map − original) across seeds (``across_seeds``), in how many seeds the within-run bootstrap resolves it,
     and whether it ``holds``: resolved in every seed and mean + 2 sd below 0, so that a new training run is
-    also expected below 0. {} with fewer than two records.
+    also expected below 0. ``holds`` and ``resolved_in`` are ``None`` when a seed rests on fewer than
+    ``MIN_IMAGES`` images (``images`` is the smallest n). {} with fewer than two records.
 
-    >>> one = {"intervals": {f"diff {k}-original/{f}": [-0.1, -0.12, -0.08] for f, k in CLAIMS}}
+    >>> one = {"images": 30, "intervals": {f"diff {k}-original/{f}": [-0.1, -0.12, -0.08] for f, k in CLAIMS}}
     >>> seed_verdicts([one, one])["black/positive"]
-    {'difference': {'mean': -0.1, 'sd': 0.0, 'n': 2}, 'resolved_in': 2, 'seeds': 2, 'holds': True}
+    {'difference': {'mean': -0.1, 'sd': 0.0, 'n': 2}, 'resolved_in': 2, 'seeds': 2, 'holds': True, 'images': 30}
     """
     if len(records) < 2:
         return {}
+    n = min(int(r["images"]) for r in records)
     out = {}
     for fill, kind in CLAIMS:
         intervals = [r["intervals"][f"diff {kind}-original/{fill}"] for r in records]
         spread = across_seeds([i[0] for i in intervals])
         resolved = sum(resolved_below(i) for i in intervals)
         holds = resolved == len(records) and spread["mean"] + 2 * spread["sd"] < 0
-        out[f"{fill}/{kind}"] = {"difference": spread, "resolved_in": resolved, "seeds": len(records), "holds": holds}
+        if not enough_images(n):
+            resolved = holds = None
+        out[f"{fill}/{kind}"] = {"difference": spread, "resolved_in": resolved, "seeds": len(records), "holds": holds,
+                                 "images": n}  # fmt: skip
     return out
 
 

@@ -173,6 +173,30 @@ def local_copy(name: str, root: str | os.PathLike | None = None) -> tuple[str, s
     return SOURCE_NAMES[folder], folder
 
 
+def missing_data(names, root: str | os.PathLike | None = None) -> str | None:
+    """None when the data root holds a copy of every dataset in ``names`` (checked without decoding anything),
+    else one line: which are missing, where it looked, which offline archives would fill it, and the command."""
+    root = paths.data_root(root)
+    missing = [name for name in dict.fromkeys(names) if local_copy(name, root) is None]
+    if not missing:
+        return None
+    archives, materialize = paths.archives_dir(), paths.archives_dir() / "materialize.py"
+    manifest = _manifest() or {}
+    expected = sorted(a for a, entry in manifest.get("archives", {}).items()
+                      if str(entry.get("dataset_dir", "")).split("-")[0] in missing)  # fmt: skip
+    if materialize.exists():
+        fill = f"fill it with `make data` (that is: python {materialize} {root}"
+        fill += f", from {', '.join(expected)})" if expected else ")"
+    else:
+        fill = (f"the offline archives are not in {archives} either (no materialize.py there): set "
+                f"{paths.ARCHIVES_ENV} to the folder that holds MANIFEST.json, materialize.py and the archives, then "
+                "run `make data`")  # fmt: skip
+    return (
+        f"no {' or '.join(missing)} in the data root {root}: {fill}; or set {paths.DATA_ENV} to a data root "
+        "that holds them, or pass --download to let torchvision fetch the official files (online only)"
+    )
+
+
 def _auto_choice(name: str, root: Path) -> str | None:
     """PROTOCOL §3's order: torchvision's files, then (CIFAR-10) both lossless splits, then the offline copy."""
     if name == "cifar10":

@@ -155,7 +155,7 @@ def deletion_curves(
     Beyond §2, ``saliency`` may be any object with ``masks_and_counts(part, fractions)`` and
     ``check(images)`` (``controls.Ranking``: exact counts, full rankings), and ``fill`` any callable
     ``(altered, deleted, rows)`` that fills the deleted pixels of ``altered`` in place, ``rows`` being
-    the images they came from (``controls.ImputationFill``, ``controls.ReplacementFill``).
+    the images they came from (``imputation.ImputationFill``, ``controls.ReplacementFill``).
 
     The original predictions are computed once for all the curves, curves on the same map tensor share
     its masks, and the altered images of every curve go through the model together, in full batches:

@@ -6,12 +6,10 @@ an image picked by index, by class or at random among correctly or wrongly class
 a target class (predicted, true, or any), the image with its original, positive, negative,
 active and inactive maps (one colour map and colour bar, optionally overlaid on the image),
 and a deletion preview: fraction, black or white, the altered image for the chosen map,
-the new prediction and the top-5 probabilities. It is composed of stock widgets only. Each
-image's logits and all-class gradients are computed once and kept in a least-recently-used
-cache of at most ``GRADIENT_CACHE_BYTES`` (256 MB: about 40 Imagenette images at 224×224 or
-every CIFAR-10 image one visits), so changing the target only re-reduces gradients and the
-deletion controls only redraw the preview, and a long session's memory stays bounded.
-Problems (no checkpoint yet, data missing) show as a message in the widget, not a traceback.
+the new prediction and the top-5 probabilities. It is composed of stock widgets only, and
+holds only them: what it shows is loaded and computed by ``explorer_state.ExplorerState``
+(its gradient cache included), which is tested without a widget. Problems (no checkpoint yet,
+data missing) show as a message in the widget, not a traceback.
 """
 
 from __future__ import annotations
@@ -19,91 +17,19 @@ from __future__ import annotations
 import functools
 import html
 import io
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
 from signed_saliency import paths
-from signed_saliency.data import TEST_SPLIT, DataNotFoundError, ImageSet, load_dataset
-from signed_saliency.deletion import FILLS, deletion_masks
-from signed_saliency.io import is_temporary
-from signed_saliency.saliency import METHODS, class_gradients, maps_from_gradients, scale_for_display
-from signed_saliency.training import load_checkpoint
+from signed_saliency.data import DataNotFoundError, ImageSet
+from signed_saliency.deletion import FILLS
+from signed_saliency.explorer_state import ExplorerState, View, finished_checkpoints
+from signed_saliency.saliency import METHODS, scale_for_display
 
 CMAP = "inferno"
-
-
-@dataclass
-class View:
-    """What the explorer shows now: the image, its maps, and the deletion preview's outcome."""
-
-    index: int = -1
-    label: int = -1
-    predicted: int = -1
-    target: int = -1
-    probabilities: torch.Tensor | None = None
-    maps: dict[str, torch.Tensor] | None = None
-    altered_predicted: int = -1
-    altered_probabilities: torch.Tensor | None = None
-    deleted_pixels: int = 0
-
-
-GRADIENT_CACHE_BYTES = 256 << 20
-
-
-class GradientCache:
-    """A least-recently-used cache of (logits, gradients) pairs, bounded by the bytes of its tensors."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes, self.bytes = max_bytes, 0
-        self._entries: OrderedDict[tuple, tuple[torch.Tensor, ...]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: tuple):
-        if key not in self._entries:
-            return None
-        self._entries.move_to_end(key)
-        return self._entries[key]
-
-    def put(self, key: tuple, value: tuple[torch.Tensor, ...]):
-        size = sum(t.numel() * t.element_size() for t in value)
-        if key in self._entries:
-            self.bytes -= sum(t.numel() * t.element_size() for t in self._entries.pop(key))
-        self._entries[key] = value
-        self.bytes += size
-        while self.bytes > self.max_bytes and len(self._entries) > 1:  # the newest entry always stays
-            _, evicted = self._entries.popitem(last=False)
-            self.bytes -= sum(t.numel() * t.element_size() for t in evicted)
-        return value
-
-
-def finished_checkpoints(directory: str | Path | None = None) -> list[tuple[str, Path]]:
-    """(label, path) of every finished checkpoint, labelled by dataset, model, epochs and accuracy."""
-    found = []
-    for path in sorted(paths.checkpoints_dir(directory).glob("*.pt")):
-        if is_temporary(path):
-            continue  # a write that a killed run left behind, never a model to offer
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        except Exception:  # noqa: BLE001 - a foreign or broken file is simply not offered
-            continue
-        if not isinstance(state, dict) or not state.get("finished"):
-            continue
-        config = state["config"]
-        kind = config["model"] + (" pre-trained" if config["pretrained"] else "")
-        size = config["train_size"] or "all"
-        epochs = f"{config['epochs']} epoch" + "s" * (config["epochs"] != 1)
-        label = f"{config['dataset']} / {kind} · {epochs} on {size} images · test accuracy {state['test_accuracy']:.3f}"
-        found.append((config["dataset"], -state["test_accuracy"], label, path))
-    # Grouped by dataset, the most accurate first: the default is the best model there is.
-    return [(label, path) for _, _, label, path in sorted(found)]
 
 
 class Explorer:
@@ -111,14 +37,7 @@ class Explorer:
 
     def __init__(self, checkpoint_dir: str | Path | None = None, data_root: str | Path | None = None,
                  device: str = "cpu", seed: int = 0):  # fmt: skip
-        self.data_root = data_root
-        self.device = torch.device(device)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.view = View()
-        self._gradients = GradientCache(GRADIENT_CACHE_BYTES)
-        self._datasets: dict[tuple[str, str], ImageSet] = {}
-        self.model = None
-        self.images: ImageSet | None = None
+        self.state = ExplorerState(data_root, device, seed)
         self._quiet = False
         self._build_controls(finished_checkpoints(checkpoint_dir))
         if not self.model_select.options:
@@ -186,6 +105,18 @@ class Explorer:
             widgets.HBox([self.altered_image, self.top5]),
         ])  # fmt: skip
 
+    @property
+    def view(self) -> View:
+        return self.state.view
+
+    @property
+    def model(self):
+        return self.state.model
+
+    @property
+    def images(self) -> ImageSet | None:
+        return self.state.images
+
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
 
@@ -206,17 +137,11 @@ class Explorer:
 
     # -- loading ----------------------------------------------------------------------------
     def _load_model(self) -> None:
-        self.model, state = load_checkpoint(self.model_select.value, self.device)
-        self.dataset = state["config"]["dataset"]
+        self.state.load_model(self.model_select.value)
         self._load_split()
 
     def _load_split(self) -> None:
-        split = TEST_SPLIT[self.dataset] if self.split_select.value == "test" else "train"
-        key = (self.dataset, split)
-        if key not in self._datasets:
-            self._datasets[key] = load_dataset(self.dataset, split, self.data_root, download=False)
-        self.images = self._datasets[key]
-        names = self.images.class_names
+        names = self.state.load_split(self.split_select.value).class_names
         self._quiet = True  # set the controls without each one redrawing; one redraw follows
         try:
             self.class_select.options = [(n, i) for i, n in enumerate(names)]
@@ -234,52 +159,20 @@ class Explorer:
     # -- picking images ----------------------------------------------------------------------
     def pick_class(self) -> None:
         """The next image (after the current one, wrapping) whose true label is the chosen class."""
-        labels = self.images.labels
-        candidates = (labels == self.class_select.value).nonzero().flatten()
-        later = candidates[candidates > self.index_input.value]
-        self.index_input.value = int((later if len(later) else candidates)[0])
+        self.index_input.value = self.state.next_of_class(self.class_select.value, self.index_input.value)
 
     def pick_random(self, correct: bool) -> None:
         """A random image the model classifies correctly (or wrongly), drawn from the seeded generator."""
-        order = torch.randperm(len(self.images), generator=self.generator)
-        # Small batches at 224×224 (8 images), large at 32×32 (256): the first hit usually comes early.
-        batch = max(8, (1 << 18) // self.images.images[0, 0].numel())
-        for start in range(0, len(order), batch):
-            index = order[start : start + batch]
-            with torch.inference_mode():
-                predictions = self.model(self.images.batch(index, self.device)).argmax(1).cpu()
-            hits = index[(predictions == self.images.labels[index]) == correct]
-            if len(hits):
-                self.index_input.value = int(hits[0])  # outside inference mode: the redraw needs gradients
-                return
-        raise ValueError(f"the model classifies every image of this split {'wrongly' if correct else 'correctly'}")
+        # Set outside the state's inference mode: the redraw that follows needs gradients.
+        self.index_input.value = self.state.random_index(correct)
 
-    # -- computing ---------------------------------------------------------------------------
-    def _logits_and_gradients(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (str(self.model_select.value), self.dataset, self.split_select.value, index)
-        found = self._gradients.get(key)
-        if found is None:
-            logits, grads = class_gradients(self.model, self.images.batch(slice(index, index + 1), self.device))
-            found = self._gradients.put(key, (logits[0].cpu(), grads[0].cpu()))
-        return found
-
+    # -- drawing -----------------------------------------------------------------------------
     def _show_image(self) -> None:
-        index = self.index_input.value
-        logits, _ = self._logits_and_gradients(index)
-        self.view.index, self.view.label = index, int(self.images.labels[index])
-        self.view.probabilities = logits.softmax(0)
-        self.view.predicted = int(logits.argmax())
+        self.state.show_image(self.index_input.value)
         self._show_maps()
 
     def _show_maps(self) -> None:
-        logits, grads = self._logits_and_gradients(self.view.index)
-        choice = self.target_select.value
-        target = {"predicted": self.view.predicted, "label": self.view.label}.get(choice, choice)
-        self.view.target = int(target)
-        index = torch.tensor([self.view.target])
-        self.view.maps = {
-            k: v[0] for k, v in maps_from_gradients(grads[self.view.target][None], METHODS, grads[None], index).items()
-        }
+        self.state.show_maps(self.target_select.value)
         # The pictures and the deletion preview first: the caption then never names an image whose maps or
         # preview the browser has not received yet.
         self._draw_maps()
@@ -305,14 +198,8 @@ class Explorer:
 
     def _show_deletion(self) -> None:
         method, fill, fraction = self.map_select.value, self.fill_select.value, float(self.fraction_slider.value)
-        mask = deletion_masks(self.view.maps[method][None], [fraction])[0, 0]
-        image = self.images.batch(slice(self.view.index, self.view.index + 1), self.device)
-        altered = torch.where(mask.to(self.device), FILLS[fill], image)
-        with torch.inference_mode():
-            probabilities = self.model.eval()(altered)[0].softmax(0).cpu()
-        self.view.altered_predicted = int(probabilities.argmax())
-        self.view.altered_probabilities = probabilities
-        self.view.deleted_pixels = int(mask.sum())
+        altered, mask = self.state.preview_deletion(method, fill, fraction)
+        probabilities = self.view.altered_probabilities
         names = self.images.class_names
         kept = self.view.altered_predicted == self.view.predicted
         self.deletion_text.value = (

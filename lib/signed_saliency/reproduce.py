@@ -22,7 +22,9 @@ and of this library (with the git commit when there is one).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -32,9 +34,10 @@ from pathlib import Path
 import torch
 
 from signed_saliency import paths
+from signed_saliency.data import missing_data
+from signed_saliency.numerics import DEFAULT_MODE, MODES, check_mode
 from signed_saliency.profiles import PROFILES, get_profile
-from signed_saliency.tables import write_summary, write_tables
-from signed_saliency.workflow import NOTEBOOKS, SNAKEFILE, Plan, plan, write_wall_time
+from signed_saliency.workflow import INVOCATION_ENV, NOTEBOOKS, SNAKEFILE, Plan, invocation, plan, tables_job
 
 
 @dataclass
@@ -49,6 +52,31 @@ class RunReport:
     jobs: dict[str, int] = field(default_factory=dict)  # a dry run's jobs: {rule: count}
 
 
+def announcement(chosen: Plan, jobs: int, numerics: str) -> list[str]:
+    """What a run is about to do, before it does it: the runs, how long the committed records say it takes,
+    and which folders it writes over."""
+    from signed_saliency.records import load
+
+    columns = get_profile(chosen.profile).columns
+    found = load(columns, chosen.figures)
+    recorded, runs = found.wall_time, [found.own[c.id]["run"] for c in columns]
+    if recorded:
+        estimate = (f"the last recorded run of this profile took {recorded['wall_seconds'] / 60:.1f} min with "
+                    f"JOBS={recorded['jobs_at_once']} for {', '.join(recorded['runs'])}")  # fmt: skip
+    elif any(runs):
+        total = sum(run["wall_seconds"] for run in runs if run)
+        estimate = (f"no wall time recorded; its columns' recorded job times, on the machines that ran them, add "
+                    f"up to {total / 60:.1f} min")  # fmt: skip
+    else:
+        estimate = "no recorded run of this profile to estimate it from"
+    return [
+        f"{chosen.profile}: {', '.join(r.label for r in chosen.runs)}; {jobs} job{'s' * (jobs != 1)} at once, "
+        f"numerics {numerics}",
+        f"wall time: {estimate}; a rerun redoes only what changed (--dry-run lists it)",
+        f"writes {chosen.figures}/ (figures, tables, README), replacing what is there, and {chosen.build}/",
+    ]
+
+
 def threads_per_job(jobs: int, cores: int | None = None) -> int:
     """The CPU threads each of ``jobs`` parallel jobs gets, so that together they use the cores once."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -57,7 +85,7 @@ def threads_per_job(jobs: int, cores: int | None = None) -> int:
 
 
 def snakemake_command(chosen: Plan, *, jobs: int = 1, device: str = "auto", dry_run: bool = False,
-                      extra: list[str] | None = None) -> list[str]:  # fmt: skip
+                      extra: list[str] | None = None, numerics: str = DEFAULT_MODE) -> list[str]:  # fmt: skip
     """The ``snakemake`` command line that runs the workflow for the runs of ``chosen`` (``extra`` appended)."""
     threads = threads_per_job(jobs)
     # A training gets every core whatever JOBS is: its gradients depend on the thread count (a checkpoint
@@ -68,7 +96,7 @@ def snakemake_command(chosen: Plan, *, jobs: int = 1, device: str = "auto", dry_
               "notebooks": ",".join(chosen.notebooks), "device": device, "threads": threads,
               "train_threads": threads * jobs,
               "figures_dir": chosen.figures, "build_dir": chosen.build,
-              "notebooks_dir": chosen.notebooks_dir}  # fmt: skip
+              "notebooks_dir": chosen.notebooks_dir, "numerics": numerics}  # fmt: skip
     return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(chosen.build),
             "--cores", str(threads * jobs), "--config", *[f"{k}={v}" for k, v in config.items()],
             *(["--dry-run"] if dry_run else []), *(extra or [])]  # fmt: skip
@@ -86,9 +114,14 @@ def run(
     device: str = "auto",
     notebooks: list[str] | None = None,
     dry_run: bool = False,
+    numerics: str = DEFAULT_MODE,
+    verbose: bool = False,
+    download: bool = False,
 ) -> RunReport:
-    """Run the workflow for ``profile`` (optionally some columns, seeds and notebooks) with Snakemake; a dry run
-    only lists the jobs that would run (``RunReport.jobs``)."""
+    """Run the workflow for ``profile`` (optionally some columns, seeds and notebooks) with Snakemake, its jobs
+    under ``numerics`` (see ``signed_saliency.numerics``); a dry run only lists the jobs that would run
+    (``RunReport.jobs``)."""
+    check_mode(numerics)
     chosen = plan(profile, only, seeds, notebooks, figures_dir=figures_dir, build_dir=build_dir,
                   notebooks_dir=notebooks_dir)  # fmt: skip
     report = RunReport(profile, chosen.figures, chosen.build, [r.label for r in chosen.runs], chosen.skipped)
@@ -96,28 +129,66 @@ def run(
         print(f"skipping {label}: {reason}", file=sys.stderr)
     if not chosen.runs:
         raise ValueError(f"nothing to run: every column of {profile} that was asked for is skipped")
+    if not dry_run:
+        # Refused here, in one line, rather than as a traceback inside every notebook job.
+        missing = None if download else missing_data([r.column.dataset for r in chosen.runs])
+        if missing:
+            raise ValueError(missing)
+        print("\n".join(announcement(chosen, jobs, numerics)), flush=True)
     chosen.build.mkdir(parents=True, exist_ok=True)
-    command = snakemake_command(chosen, jobs=jobs, device=device, dry_run=dry_run,
+    command = snakemake_command(chosen, jobs=jobs, device=device, dry_run=dry_run, numerics=numerics,
                                 extra=["--quiet", "rules"] if dry_run else None)  # fmt: skip
-    tables_before = _modified(chosen.summary)
+    # The final job, which runs only where other jobs ran, times this invocation and reports it in the README.
+    environment = {**os.environ, INVOCATION_ENV: json.dumps(invocation(chosen, jobs))}
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=dry_run, text=True)
+    if dry_run:
+        done = subprocess.run(command, capture_output=True, text=True, env=environment)
+        returncode, log = done.returncode, done.stdout + done.stderr
+    else:
+        returncode, log = _run_logged(command, environment, chosen.build / LOG_NAME, verbose)
     report.seconds = time.perf_counter() - started
-    log = (done.stdout or "") + (done.stderr or "")
-    if done.returncode != 0:
-        raise WorkflowFailed(f"the workflow stopped (snakemake exit status {done.returncode}): the failing job's "
-                             f"message is above; Snakemake's log is under {chosen.build}/.snakemake/log/"
-                             + (f"\n{log[-3000:]}" if dry_run else ""))  # fmt: skip
+    if returncode != 0:
+        where = "" if dry_run else f"; the whole output is in {chosen.build / LOG_NAME}"
+        raise WorkflowFailed(f"the workflow stopped (snakemake exit status {returncode}): the failing job's "
+                             f"message is above{where}" + (f"\n{log[-3000:]}" if dry_run else ""))  # fmt: skip
     report.jobs = dry_run_jobs(log) if dry_run else {}
     report.outputs = [] if dry_run else [chosen.summary]
-    if not dry_run and _modified(chosen.summary) != tables_before:  # jobs ran (the tables job reran): time them
-        write_wall_time(chosen, report.seconds, jobs)
-        write_summary(get_profile(profile), chosen.figures)  # only the README reports the wall time
     return report
 
 
-def _modified(path: Path) -> int | None:
-    return path.stat().st_mtime_ns if path.exists() else None
+LOG_NAME = "reproduce.log"  # in build/<profile>/: Snakemake's whole output of the last run
+# Shown as they come: the jobs' own labelled lines, skipped columns, errors, and Snakemake's "nothing to do".
+_OURS = re.compile(r"^\[[^\]]* seed \d+ · |^skipping |^error: |^Nothing to be done")
+_STARTED = re.compile(r"^(?:local)?rule (\S+):$")
+_FINISHED = re.compile(r"^Finished jobid: \d+ \(Rule: (\S+)\)$")
+_STEPS = re.compile(r"^(\d+) of (\d+) steps \(\d+%\) done$")
+_TROUBLE = re.compile(r"Error|Exception|Traceback|error:|MissingInput|IncompleteFiles")
+
+
+def _run_logged(command: list[str], environment: dict, log_path: Path, verbose: bool) -> tuple[int, str]:
+    """Run Snakemake with its whole output in ``log_path``; print it all when ``verbose``, else one line per job
+    started and finished, the jobs' own progress lines, and anything that reports an error."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tail, finished, in_error = [], None, False
+    with open(log_path, "w") as log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                      text=True, env=environment, bufsize=1) as process:  # fmt: skip
+        for line in process.stdout:
+            log.write(line)
+            tail = [*tail[-59:], line]
+            text = line.rstrip("\n")
+            in_error = (in_error and text != "") or text.startswith("Error in rule")
+            shown = None
+            if verbose or _OURS.search(text) or in_error or _TROUBLE.search(text):
+                shown = text
+            elif started := _STARTED.match(text):
+                shown = f"started {started.group(1)}"
+            elif done := _FINISHED.match(text):
+                finished = done.group(1)
+            elif (steps := _STEPS.match(text)) and finished:
+                shown, finished = f"finished {finished} ({steps.group(1)} of {steps.group(2)} jobs)", None
+            if shown is not None:
+                print(shown, flush=True)
+    return process.returncode, "".join(tail)
 
 
 def dry_run_jobs(log: str) -> dict[str, int]:
@@ -161,13 +232,19 @@ def choose_profile(requested: str, device: str = "auto") -> tuple[str, str]:
                      "finish in hours, not days; PROFILE=paper forces it")  # fmt: skip
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the notebook chain for a profile: the Snakemake workflow.")
     parser.add_argument("--profile", default="auto", choices=["auto", *sorted(PROFILES)],
                         help="auto (default): paper where CUDA is available, quick otherwise")  # fmt: skip
     parser.add_argument("--only", nargs="*", default=None, help="columns to run, e.g. cifar10/cnn imagenette/cnn")
     parser.add_argument("--seeds", default=None, help="training seeds, e.g. 42,43,44 (default: the profile's 42)")
-    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+    parser.add_argument("--jobs", type=_positive, default=min(2, os.cpu_count() or 1),
                         help="jobs at once (default 2, or 1 on one core): each notebook job gets its share of the "
                              "CPU threads, a training all of them")  # fmt: skip
     parser.add_argument("--notebooks", nargs="*", default=None, help=f"some of {', '.join(NOTEBOOKS)} (default all)")
@@ -177,6 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda")
     parser.add_argument("--data-root", default=None, help=f"default ${paths.DATA_ENV} or data/")
     parser.add_argument("--dry-run", action="store_true", help="list the jobs that would run, and run none")
+    parser.add_argument("--download", action="store_true",
+                        help="let torchvision download datasets missing from the data root (online only)")  # fmt: skip
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print Snakemake's whole output (by default it goes to build/<profile>/reproduce.log)",
+    )
+    parser.add_argument("--numerics", default=os.environ.get("NUMERICS") or DEFAULT_MODE, choices=MODES,
+                        help="reproducible (default; $NUMERICS): kernels pinned to AVX2, the same bits on any "
+                             "x86-64 machine; fast: the libraries choose")  # fmt: skip
     parser.add_argument(
         "--archives",
         default=None,
@@ -192,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile, why = choose_profile("auto", args.device)
         print(f"profile auto → {args.profile}: {why}", flush=True)
     if args.tables_only:
-        for path in write_tables(args.profile, args.figures_dir):
+        for path in tables_job(args.profile, args.figures_dir):
             print(path)
         return 0
     if args.data_root:
@@ -204,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             materialize(args.archives, datasets)
         report = run(args.profile, args.only, seeds=args.seeds, jobs=args.jobs, figures_dir=args.figures_dir,
                      build_dir=args.build_dir, notebooks_dir=args.notebooks_dir, device=args.device,
-                     notebooks=args.notebooks, dry_run=args.dry_run)  # fmt: skip
+                     notebooks=args.notebooks, dry_run=args.dry_run, numerics=args.numerics,
+                     verbose=args.verbose, download=args.download)  # fmt: skip
     except (WorkflowFailed, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -216,7 +304,25 @@ def main(argv: list[str] | None = None) -> int:
     for label, reason in report.skipped.items():
         print(f"skipped {label}: {reason.splitlines()[0][:200]}")
     print(f"figures and tables: {report.figures_dir}; executed notebooks: {report.build_dir}")
+    print("\n".join(findings(args.profile, report.figures_dir)))
     return 0
+
+
+def findings(profile: str, figures_dir: Path) -> list[str]:
+    """What the run found, column by column: the paper's four claims, read back from the records."""
+    from signed_saliency.records import load
+    from signed_saliency.verdicts import claim_lines
+
+    columns = get_profile(profile).columns
+    found = load(columns, figures_dir).own
+    lines = []
+    for column in columns:
+        deletion, controls = found[column.id]["deletion_test"], found[column.id]["controls"]
+        if deletion or controls:
+            lines += [f"{column.label}:", *(f"  {line}" for line in claim_lines(deletion, controls))]
+    if lines:
+        lines.append(f"the figures, every number and its interval: {figures_dir / 'README.md'}")
+    return lines
 
 
 if __name__ == "__main__":

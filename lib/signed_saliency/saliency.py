@@ -54,6 +54,7 @@ def saliency_maps(
     *,
     competitors: int | None = None,
     progress: bool | None = None,
+    noisy_inputs: bool = False,
 ) -> SaliencyMaps:
     """Compute the requested saliency maps for a batch of images.
 
@@ -76,6 +77,8 @@ def saliency_maps(
             ``metadata["protocol"]`` says so.
         progress: show a progress bar over the chunks of images; None shows one for long calls
             (at least ``progress.AFTER_PASSES`` backward passes) in a terminal or notebook.
+        noisy_inputs: the images are noisy copies (SmoothGrad), so values outside [0, 1] are expected:
+            only their finiteness is checked.
 
     Returns:
         ``SaliencyMaps``: a dict ``{method: map}``, each map float (B, H, W), ≥ 0, raw (not
@@ -89,7 +92,7 @@ def saliency_maps(
         'top-5 competitors (not PROTOCOL §1)'
     """
     methods = check_methods(methods)
-    check_images(images)
+    check_images(images, in_range=not noisy_inputs)
     class_wide = bool(CLASS_WIDE & set(methods))
     with evaluating(model):
         # The class count sizes class-wide chunks; maps of the target's gradient alone need no extra forward pass.

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from signed_saliency import __version__, paths
+from signed_saliency import __version__, numerics, paths
 from signed_saliency.data import (
     DATASETS,
     GRAYSCALE_MODES,
@@ -107,6 +107,7 @@ class TrainResult:
     reused: bool = False
     resumed_from_epoch: int = 0
     seconds: float = 0.0
+    numerics: dict | None = None  # ``numerics.describe()`` of the process that trained it; None before it was kept
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -168,8 +169,14 @@ def fit(
         _check_trained_on_current_data(path, state, config, data_root)
         model.load_state_dict(state["model_state"])
         return TrainResult(model.to(device).eval(), config, state["history"], state["test_accuracy"], path,
-                           state["data_source"], state["train_images"], state["test_images"], reused=True)  # fmt: skip
+                           state["data_source"], state["train_images"], state["test_images"], reused=True,
+                           numerics=state.get("numerics"))  # fmt: skip
 
+    numerics.check_active()
+    described = numerics.describe()
+    if state is not None and state.get("numerics") not in (None, described):
+        # A run resumed under other numerics: its weights come from both, and the record must say so.
+        described = {**described, "earlier_epochs": state["numerics"].get("earlier_epochs", state["numerics"])}
     started = time.perf_counter()
     train_set = load_dataset(config.dataset, "train", data_root, grayscale=config.grayscale)
     train_set = train_set.subset(config.train_size, config.seed)
@@ -197,12 +204,12 @@ def fit(
         epochs.set_postfix(loss=f"{loss:.3f}", train=f"{train_accuracy:.3f}", test=f"{test_accuracy:.3f}")
         finished = epoch + 1 == config.epochs
         _save(path if finished else partial, model, optimizer, config, history, epoch + 1, finished, test_accuracy,
-              train_set, test_set, device)  # fmt: skip
+              train_set, test_set, device, described)  # fmt: skip
     partial.unlink(missing_ok=True)
     model.eval()
     return TrainResult(model, config, history, history[-1]["test_accuracy"], path, train_set.source,
                        len(train_set), len(test_set), resumed_from_epoch=first_epoch,
-                       seconds=time.perf_counter() - started)  # fmt: skip
+                       seconds=time.perf_counter() - started, numerics=described)  # fmt: skip
 
 
 class DamagedCheckpointError(ValueError):
@@ -337,7 +344,8 @@ def _accuracy(module, inputs, labels, batch_size: int = 512) -> float:
     return (predictions == labels).float().mean().item()
 
 
-def _save(path, model, optimizer, config, history, epoch, finished, test_accuracy, train_set, test_set, device):
+def _save(path, model, optimizer, config, history, epoch, finished, test_accuracy, train_set, test_set, device,
+          described):  # fmt: skip
     atomic_torch_save({
         "format": CHECKPOINT_FORMAT,
         "config": asdict(config),
@@ -353,6 +361,7 @@ def _save(path, model, optimizer, config, history, epoch, finished, test_accurac
         "grayscale_count": train_set.grayscale_count,
         "device": str(device),
         "torch_version": torch.__version__,
+        "numerics": described,
         "version": __version__,
     }, path)  # fmt: skip
 

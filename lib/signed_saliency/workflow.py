@@ -7,7 +7,9 @@ notebook, its timing and the notebook's result record), one that writes the run 
 ``results/run_<column>.json``, and a final rule for the tables and the generated README. Each
 job runs ``python -m signed_saliency.workflow train|notebook|record|tables ...``. A run of the
 profile's own seed (42) writes to ``figures/<profile>/`` and ``build/<profile>/`` as it always
-has; another seed writes to ``seed<N>/`` below them, and the tables gather every seed they find.
+has; another seed writes to ``seed<N>/`` below them, and the tables gather every seed they find. The
+final job also records the wall time of the front end's invocation (``reproduce``), so that the README
+it writes reports it.
 A notebook job runs papermill with a kernel over IPC sockets (a kernel over TCP without
 encryption warns on every start), with ``threads`` CPU threads, and prints the notebook's
 progress bars to the terminal as whole lines labelled with the job (``progress.follow``).
@@ -17,6 +19,7 @@ Importing this module is cheap (no torch), so a job that only runs a notebook st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -28,9 +31,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from signed_saliency import __version__, paths
+from signed_saliency import __version__, numerics, paths, records
 from signed_saliency.io import atomic_path, atomic_write_text
 from signed_saliency.progress import follow
+from signed_saliency.records import seed_folder
 
 NOTEBOOKS = (
     "01_train",
@@ -57,12 +61,9 @@ RECORDS = {
 PRIORITY = {"train": 10, "08_metric_controls": 6, "06_sanity_checks": 5, "07_beyond_deletion": 4,
             "04_appendix": 3, "03_quantitative": 2, "02_qualitative": 1, "01_train": 0}  # fmt: skip
 SNAKEFILE = paths.REPO_ROOT / "workflow" / "Snakefile"
-WALL_TIME_RECORD = "workflow.json"  # in figures/<profile>/results/
-
-
-def wall_time_record(figures_dir: str | Path) -> Path:
-    """The last invocation's own wall time (``write_wall_time``), which the tables report."""
-    return paths.results_dir(figures_dir) / WALL_TIME_RECORD
+# The front end's invocation (``invocation``) as JSON, for the final job to time it: Snakemake passes the
+# environment to its jobs without counting it as a change, as it would a config value or a parameter.
+INVOCATION_ENV = "SIGNED_SALIENCY_INVOCATION"
 
 
 class NotebookFailed(RuntimeError):
@@ -129,17 +130,6 @@ class Plan:
         return self.notebooks_dir / f"{notebook}.ipynb"
 
 
-def seed_folder(root: Path, seed: int, default_seed: int) -> Path:
-    """``root`` for the profile's own seed, ``root/seed<N>`` for another."""
-    return root if seed == default_seed else root / f"seed{seed}"
-
-
-def seed_folders(root: Path) -> list[Path]:
-    """The ``seed<N>`` folders of other seeds' runs below ``root``, by seed."""
-    found = [f for f in Path(root).glob("seed*") if f.is_dir() and f.name[4:].isdigit()]
-    return sorted(found, key=lambda f: int(f.name[4:]))
-
-
 def parse_list(value) -> list[str]:
     """A config value as a list: ``None`` or ``""`` → [], ``"a,b"`` → ["a", "b"], a list stays a list."""
     if value is None or value == "":
@@ -176,11 +166,11 @@ def plan(
     notebooks_dir: str | Path | None = None,
 ) -> Plan:
     """The runs of ``profile`` for the columns in ``only`` (all when empty) and each of ``seeds`` (the
-    profile's own when empty), executing ``notebooks`` (the whole chain when empty)."""
+    profile's own when empty), executing ``notebooks`` (the profile's own, or the whole chain, when empty)."""
     from signed_saliency.profiles import get_profile
 
     chosen = get_profile(profile)
-    notebooks = parse_list(notebooks) or list(NOTEBOOKS)
+    notebooks = parse_list(notebooks) or list(chosen.notebooks) or list(NOTEBOOKS)
     unknown = [n for n in notebooks if n not in NOTEBOOKS]
     if unknown:
         raise ValueError(f"unknown notebooks {unknown}: the chain has {list(NOTEBOOKS)}")
@@ -266,7 +256,8 @@ def notebook_job(source: Path, output: Path, timing: Path, parameters: dict, lab
     with follow(output.with_suffix(".log"), label):
         execute(source, output, parameters)
     seconds = time.perf_counter() - started
-    atomic_write_text(timing, json.dumps({"seconds": round(seconds, 1), "threads": threads}) + "\n")
+    atomic_write_text(timing, json.dumps({"seconds": round(seconds, 1), "threads": threads,
+                                          "numerics": numerics.mode()}) + "\n")  # fmt: skip
     return seconds
 
 
@@ -283,9 +274,11 @@ def train_job(run: Run, device: str, threads: int) -> Path:
     return result.checkpoint
 
 
-def run_record(notebook_seconds: dict[str, float], device: str = "auto", previous: dict | None = None) -> dict:
-    """Where and with what a column ran: wall time per notebook and in all, device, torch and library
-    versions, commit. Notebooks run earlier (``previous``) and not rerun now keep their entries."""
+def run_record(notebook_seconds: dict[str, float], device: str = "auto", previous: dict | None = None,
+               described: dict | None = None, modes: dict[str, str] | None = None) -> dict:  # fmt: skip
+    """Where and with what a column ran: wall time per notebook and in all, device, numerics (``described``,
+    from ``numerics.describe``; ``modes``, each notebook's own mode), torch and library versions, commit.
+    Notebooks run earlier (``previous``) and not rerun now keep their entries."""
     import torch
 
     from signed_saliency.training import describe_device
@@ -296,35 +289,72 @@ def run_record(notebook_seconds: dict[str, float], device: str = "auto", previou
     if not notebooks and "wall_seconds" in previous:  # a record from before per-notebook times: the paper's chain
         notebooks[f"{NOTEBOOKS[0]}-{NOTEBOOKS[3]}"] = {"seconds": previous["wall_seconds"],
                                                       "device": previous.get("device", "unknown")}  # fmt: skip
-    notebooks.update({name: {"seconds": round(t, 1), "device": here} for name, t in notebook_seconds.items()})
+    modes = modes or {}
+    notebooks.update({name: {"seconds": round(t, 1), "device": here, **({"numerics": modes[name]} if name in modes
+                             else {})} for name, t in notebook_seconds.items()})  # fmt: skip
     devices = list(dict.fromkeys(entry["device"] for entry in notebooks.values()))
     return {"wall_seconds": round(sum(entry["seconds"] for entry in notebooks.values()), 1),
             "device": " and ".join(devices), "notebooks": dict(sorted(notebooks.items())), "torch": torch.__version__,
             "signed_saliency": __version__, "commit": commit(), "python": platform.python_version(),
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            **({} if described is None else {"numerics": described})}  # fmt: skip
+
+
+def invocation(chosen: Plan, jobs: int) -> dict:
+    """What the front end starts: when, how many jobs at once, which runs and notebooks (see ``wall_time``)."""
+    return {"started": time.time(), "jobs_at_once": jobs, "runs": [r.label for r in chosen.runs],
+            "records": {r.label: str(r.record("run")) for r in chosen.runs},
+            "notebooks": list(chosen.notebooks)}  # fmt: skip
+
+
+def wall_time(started: dict, seconds: float) -> dict:
+    """The wall-time record of an invocation (``started``, from ``invocation``) that ran jobs: with jobs side by
+    side it is less than the sum of their times (which the run records hold), and it is the number a profile's
+    time budget is about. Its ``runs`` are those whose jobs ran in it (their run record was written since it
+    started), not those found up to date."""
+    records_of = started.get("records", {})
+    ran = [label for label in started["runs"]
+           if label not in records_of or _written_since(Path(records_of[label]), started["started"])]  # fmt: skip
+    return {"wall_seconds": round(seconds, 1), "jobs_at_once": started["jobs_at_once"], "runs": ran,
+            "notebooks": started["notebooks"], "commit": commit(),
             "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}  # fmt: skip
 
 
-def write_wall_time(chosen: Plan, seconds: float, jobs: int) -> Path:
-    """Record the wall time of an invocation that ran jobs: with jobs side by side it is less than the sum of
-    their times (which the run records hold), and it is the number a profile's time budget is about."""
-    record = {"wall_seconds": round(seconds, 1), "jobs_at_once": jobs, "runs": [r.label for r in chosen.runs],
-              "notebooks": list(chosen.notebooks), "commit": commit(),
-              "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}  # fmt: skip
-    path = wall_time_record(chosen.figures)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
-    return path
+def _written_since(path: Path, moment: float) -> bool:
+    return path.exists() and path.stat().st_mtime >= moment
+
+
+def tables_job(profile: str, figures_dir: str | Path | None = None) -> list[Path]:
+    """The workflow's final job: every table and the README, from the records read once. Run by the front end
+    (``$SIGNED_SALIENCY_INVOCATION`` set), it first records the invocation's wall time, so that the README
+    written next reports it; only the README's own writing and Snakemake's exit fall outside that time."""
+    from signed_saliency import report, tables
+    from signed_saliency.profiles import get_profile
+
+    chosen = get_profile(profile)
+    figures = Path(figures_dir) if figures_dir else paths.FIGURES_DIR / profile
+    found = records.load(chosen.columns, figures)
+    written = tables.assemble(chosen, figures, found)
+    if os.environ.get(INVOCATION_ENV):
+        started = json.loads(os.environ[INVOCATION_ENV])
+        record = wall_time(started, time.time() - started["started"])
+        records.write_wall_time(figures, record)
+        found = dataclasses.replace(found, wall_time=record)
+    return [*written, report.write_summary(chosen, figures, found)]
 
 
 def record_job(run: Run, device: str) -> Path:
     """Write the run record from the timings of every notebook of the chain that has run in this build."""
-    from signed_saliency.tables import write_record
-
-    seconds = {nb: json.loads(run.timing(nb).read_text())["seconds"] for nb in NOTEBOOKS if run.timing(nb).exists()}
+    timings = {nb: json.loads(run.timing(nb).read_text()) for nb in NOTEBOOKS if run.timing(nb).exists()}
+    seconds = {nb: timing["seconds"] for nb, timing in timings.items()}
     trained = run.timing("train")
     if trained.exists() and "01_train" in seconds:  # training ran in its own job: it is part of 01_train's time
         seconds["01_train"] += json.loads(trained.read_text())["seconds"]
-    return write_record(run.figures, "run", run.column.id, run_record(seconds, device))
+    # Each notebook's own mode: a notebook not rerun since the mode changed keeps the one it ran under.
+    modes = {nb: timing.get("numerics", "not recorded") for nb, timing in timings.items()}
+    described = numerics.describe(threads=max((t.get("threads", 1) for t in timings.values()), default=1))
+    record = run_record(seconds, device, None, described, modes)
+    return records.write_record(run.figures, "run", run.column.id, record)
 
 
 def commit() -> str:
@@ -383,9 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.job == "record":
             record_job(_find_run(args), args.device)
         else:
-            from signed_saliency.tables import write_tables
-
-            write_tables(args.profile, args.figures_dir)
+            tables_job(args.profile, args.figures_dir)
     except (NotebookFailed, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
