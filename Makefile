@@ -11,8 +11,11 @@ JOBS ?=
 # A closed explorer tab leaves its kernel (and its model and data, ~2 GB for Imagenette) running: shut down
 # kernels that no browser has been connected to for 5 minutes, checking every minute.
 # share/jupyter/voila/templates/signed-saliency is Voila's lab template without its CDN stylesheets.
-EXPLORE_OPTIONS := --template=signed-saliency --MappingKernelManager.cull_idle_timeout=300 \
-	--MappingKernelManager.cull_interval=60 --MappingKernelManager.cull_connected=False
+# Kernels talk over IPC sockets (no "running over TCP without encryption" warning); the notebook, committed
+# without outputs, is marked trusted first (no "not trusted" warning).
+EXPLORE_OPTIONS := --template=signed-saliency --KernelManager.transport=ipc \
+	--MappingKernelManager.cull_idle_timeout=300 --MappingKernelManager.cull_interval=60 \
+	--MappingKernelManager.cull_connected=False
 
 .DEFAULT_GOAL := help
 .PHONY: help venv data browser test lint reproduce demo train bench explore lab clean
@@ -22,7 +25,7 @@ help: ## list the targets
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[notebooks,workflow,test,bench]"
+	$(PY) -m pip install -e ".[notebooks,workflow,test,bench]"
 	touch $@
 
 venv: $(VENV)/.installed ## create .venv and install the pinned dependencies (torch 2.14.1 from local disk)
@@ -58,6 +61,7 @@ bench: venv data ## time ours against a per-class loop, Captum, Quantus and the 
 	$(PY) -m benchmarks
 
 explore: venv data ## serve the explorer (notebooks/05_explore.ipynb) as a Voila app on 127.0.0.1:8866
+	$(VENV)/bin/jupyter trust notebooks/05_explore.ipynb > /dev/null
 	JUPYTER_PATH=share/jupyter $(VENV)/bin/voila notebooks/05_explore.ipynb --port=8866 --Voila.ip=127.0.0.1 \
 		$(EXPLORE_OPTIONS)
 

@@ -122,6 +122,7 @@ def test_smoke_profile_runs_the_whole_chain_through_snakemake(smoke_run):
         if column.pretrained:  # no ImageNet weights here: skipped, with the file named
             assert f"skipping {column.label}: its ImageNet weights cannot be loaded" in smoke_run.output
             assert "resnet18-f37072fd.pth" in smoke_run.output
+            assert "Downloading:" not in smoke_run.output  # offline: the reason at once, no download attempt
     for column in ran:
         for stem in FIGURES_PER_COLUMN:
             for suffix in (".jpg",) if stem in MAP_GRIDS else (".png", ".pdf"):

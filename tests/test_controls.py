@@ -306,7 +306,13 @@ def test_a_record_renders_as_verdict_lines_table_cells_and_figures():
         "original, directed fill",
         "random map",
     }
+    assert min(t.get_fontsize() for ax in fig.axes for t in ax.get_legend().get_texts()) >= 8
+    assert max(line.get_zorder() for line in fig.axes[0].get_lines() if line.get_label() == "random map") > max(
+        line.get_zorder() for line in fig.axes[0].get_lines() if line.get_label() == "original"
+    )
     grids = plot_control_grids(record)
+    assert len(grids.axes) == 4  # two heatmaps, each with its colour bar
+    assert grids.axes[0].get_xlabel() == "fill" and "MoRF: most relevant first" in grids.axes[0].get_title()
     cells = {t.get_text() for t in grids.axes[0].texts}
     assert f"{record['intervals']['srg imputation/positive'][0]:.3f}" in cells
     assert {t.get_text() for t in grids.axes[1].texts} >= {"0.20", "0.40", "0.60"}

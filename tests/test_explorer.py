@@ -128,9 +128,12 @@ def served(checkpoints, data_root, tmp_path, *options):
         "JUPYTER_PATH": str(paths.REPO_ROOT / "share" / "jupyter"),
     }  # as `make explore` serves it
     voila_bin = os.path.join(os.path.dirname(sys.executable), "voila")
+    notebook = str(paths.NOTEBOOKS_DIR / "05_explore.ipynb")
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "jupyter"), "trust", notebook], check=True,
+                   capture_output=True)  # fmt: skip
     server = subprocess.Popen(
-        [voila_bin, str(paths.NOTEBOOKS_DIR / "05_explore.ipynb"), "--no-browser", f"--port={port}",
-         "--Voila.ip=127.0.0.1", "--template=signed-saliency", *options],
+        [voila_bin, notebook, "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", "--template=signed-saliency",
+         "--KernelManager.transport=ipc", *options],
         env=env, stdout=open(tmp_path / "voila.log", "w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
@@ -239,6 +242,10 @@ def test_explorer_in_a_real_browser(voila, tmp_path):
             page.screenshot(path=os.environ["SIGNED_SALIENCY_SCREENSHOT"], full_page=True)
         browser.close()
     assert (tmp_path / "explorer.png").stat().st_size > 10_000
+    log = (tmp_path / "voila.log").read_text()
+    assert "Kernel started" in log and "without encryption" not in log and "not trusted" not in log
+    makefile = (paths.REPO_ROOT / "Makefile").read_text()
+    assert "--KernelManager.transport=ipc" in makefile and "jupyter trust notebooks/05_explore.ipynb" in makefile
 
 
 def test_the_gradient_cache_evicts_the_least_recently_used_within_its_size():

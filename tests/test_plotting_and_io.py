@@ -62,6 +62,14 @@ def test_randomization_figure_leaves_out_undefined_comparisons():
         assert "negative" not in labels and "original" in labels
     original_ssim = [line for line in fig.axes[1].get_lines() if line.get_label() == "original"][0]
     assert list(original_ssim.get_ydata()) == [1.0, 0.5, 0.3]
+    # Beside a method whose negative map is defined, the one legend names it, and layers are whole numbers.
+    gradient = [{**s, "spearman": {**s["spearman"], "negative": 0.3}, "ssim": {**s["ssim"], "negative": 0.3}}
+                for s in steps]  # fmt: skip
+    fig = plot_randomization({"gradient": gradient, "rectgrad": steps})
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["original", "positive", "negative", "active", "inactive"]
+    assert all(float(x).is_integer() for ax in fig.axes for x in ax.get_xticks())
+    assert legend.get_texts()[0].get_fontsize() >= 8
 
 
 def test_deletion_and_history_figures(tmp_path):

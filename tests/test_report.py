@@ -149,3 +149,17 @@ def test_the_readme_names_the_numerics_and_warns_where_they_differ(tmp_path):
     text = write_summary(profile, tmp_path).read_text()
     assert f"- not recorded: {second.label}" in text
     assert "## Numerics" not in write_summary(profile, tmp_path / "empty").read_text()
+
+
+def test_the_readme_findings_are_what_the_committed_records_say(tmp_path):
+    from signed_saliency import readme
+
+    text = (paths.REPO_ROOT / "README.md").read_text()
+    assert readme.with_block(text) == text, "the README's findings block is stale: python -m signed_saliency.readme"
+    block = readme.findings_block()
+    assert block[2].startswith("| cifar10/cnn (0.611) | -0.155 [-0.172, -0.138], n = 500: **resolved** |")
+    assert "too few images (n = 2) to resolve" in block[5] and "resolved**" not in block[5]
+    assert ("- cifar10/cnn, black deletion: the original (sign-blind) map is worse than a random map, AUC 0.268 "
+            "[0.247, 0.290] against 0.240 ± 0.003") in "\n".join(block)  # fmt: skip
+    with pytest.raises(ValueError, match="no <!-- findings:quick --> … <!-- /findings --> block"):
+        readme.with_block("# a README without the markers")

@@ -307,3 +307,10 @@ def test_jobs_below_one_are_refused_by_the_argument_parser(capsys):
     with pytest.raises(SystemExit) as stopped:
         reproduce.main(["--profile", "smoke", "--jobs", "0"])
     assert stopped.value.code == 2 and "must be a whole number of at least 1, got '0'" in capsys.readouterr().err
+
+
+def test_an_installed_package_without_the_workflow_refuses_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(reproduce, "SNAKEFILE", tmp_path / "Snakefile")
+    assert reproduce.main(["--profile", "smoke"]) == 1
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("error: the workflow") and "Clone the repository" in said[0]

@@ -84,7 +84,9 @@ class Context:
             for label, ok, guess in zip(test.labels[chosen].tolist(), examples.correct.flatten().tolist(),
                                         examples.predicted.flatten().tolist())
         ]  # fmt: skip
-        return plot_map_grid(images.cpu(), {k: v.cpu() for k, v in maps.items()}, row_labels=labels)
+        title = (f"{self.column.label}: maps of the class the model predicts for each image, "
+                 f"{per_class} test image{'s' * (per_class != 1)} per class")  # fmt: skip
+        return plot_map_grid(images.cpu(), {k: v.cpu() for k, v in maps.items()}, row_labels=labels, title=title)
 
     def fingerprint(self, images: ImageSet) -> dict:
         """What a cached result depends on: the weights (their name, accuracy and final loss, since the same

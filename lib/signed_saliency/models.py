@@ -117,6 +117,15 @@ def build(name: str, num_classes: int = 10, pretrained: bool = False) -> nn.Modu
     return PretrainedClassifier(backbone, num_classes)
 
 
+def cached_weights(name: str) -> tuple[str, str]:
+    """Where ``build(name, pretrained=True)`` looks for its ImageNet weights, and the URL they come from:
+    (path in the torch hub cache, url), found without loading or downloading anything."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
+    return os.path.join(*weights_file(weights)), weights.url
+
+
 def weights_file(weights) -> tuple[str, str]:
     """The hub cache folder and file name torchvision uses for ``weights``."""
     return os.path.join(torch.hub.get_dir(), "checkpoints"), os.path.basename(weights.url)

@@ -39,8 +39,10 @@ def plot_map_grid(
     maps: Mapping[str, torch.Tensor],
     row_labels: Sequence[str] | None = None,
     cmap: str = CMAP,
+    title: str = "",
 ) -> Figure:
-    """One row per image: the image, then each map (scaled per image), one shared colour bar.
+    """One row per image: the image, then each map (scaled per image), one shared colour bar; ``title`` should
+    name the model and the class the maps explain.
 
     ``images`` is (B, 3, H, W) in [0, 1]; ``maps`` maps a method name to (B, H, W).
     """
@@ -61,6 +63,8 @@ def plot_map_grid(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(shown, ax=axes[:, 1:], shrink=0.8, label="saliency (scaled per image)")
+    if title:
+        fig.suptitle(title, fontsize=9)
     return fig
 
 
@@ -148,9 +152,13 @@ def plot_randomization(randomization: Mapping[str, Sequence[Mapping]], title: st
     A kind whose comparison is undefined at some step (None or NaN: its maps are constant) is left out,
     as the tables leave it out, rather than drawn as a flat line.
     """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
     methods = list(randomization)
     fig, axes = plt.subplots(2, len(methods), figsize=(2.4 * len(methods) + 0.6, 4.8), squeeze=False,
                              sharey="row", layout="constrained")  # fmt: skip
+    drawn = set()
     for column, method in enumerate(methods):
         steps = randomization[method]
         layers = [0, *(s["layers"] for s in steps)]
@@ -161,13 +169,18 @@ def plot_randomization(randomization: Mapping[str, Sequence[Mapping]], title: st
                 if any(v is None or v != v for v in values):
                     continue  # undefined (a constant map, e.g. RectGrad's all-zero negative): drawn nowhere
                 ax.plot(layers, values, marker="o", ms=3, label=kind, **CURVE_STYLE[kind])
+                drawn.add(kind)
             ax.axhline(0, color="0.8", linewidth=0.8, zorder=0)
             ax.set(ylim=(-0.25, 1.05), title=method if row == 0 else "")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are counted, never 2.5
             if row == 1:
                 ax.set_xlabel("layers re-initialised\n(from the output)", fontsize=8)
-    axes[0, 0].set_ylabel("Spearman with trained")
-    axes[1, 0].set_ylabel("SSIM with trained")
-    axes[0, -1].legend(fontsize=7)
+    axes[0, 0].set_ylabel("Spearman with trained\n(lower: passes)")
+    axes[1, 0].set_ylabel("SSIM with trained\n(lower: passes)")
+    # One legend for the whole figure, of every kind drawn in any panel (a panel may leave one out).
+    handles = [Line2D([], [], marker="o", ms=3, label=kind, **CURVE_STYLE[kind]) for kind in CURVE_STYLE
+               if kind in drawn]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -192,13 +205,14 @@ def plot_auc_grid(aucs: Mapping[str, Mapping[str, Mapping[str, float]]], title: 
     return fig
 
 
-def _annotated_heatmap(ax, values, row_labels, column_labels, vmin, vmax, cmap="RdBu_r", digits: int = 2) -> None:
+def _annotated_heatmap(ax, values, row_labels, column_labels, vmin, vmax, cmap="RdBu_r", digits: int = 2,
+                       colour_bar: bool = False) -> None:  # fmt: skip
     """seaborn's annotated heatmap, undefined cells (None or NaN) left blank and marked "n/a"."""
     import numpy as np
     import seaborn as sns
 
     grid = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
-    sns.heatmap(grid, ax=ax, vmin=vmin, vmax=vmax, cmap=cmap, annot=True, fmt=f".{digits}f", cbar=False,
+    sns.heatmap(grid, ax=ax, vmin=vmin, vmax=vmax, cmap=cmap, annot=True, fmt=f".{digits}f", cbar=colour_bar,
                 annot_kws={"fontsize": 7}, xticklabels=column_labels, yticklabels=row_labels)  # fmt: skip
     for r, c in zip(*np.nonzero(np.isnan(grid))):
         ax.text(c + 0.5, r + 0.5, "n/a", ha="center", va="center", fontsize=7, color="0.4")
@@ -230,12 +244,16 @@ def plot_control_curves(
         palette = {k: v["color"] for k, v in CURVE_STYLE.items()} | {"original, directed fill": "tab:green"}
         sns.lineplot(data, x="fraction", y="allegiance", hue="map", ax=ax, errorbar=("ci", 95), n_boot=resamples,
                      seed=seed, palette=palette, marker="o", markersize=3)  # fmt: skip
-        ax.plot(fractions, random[fill]["allegiance"], color="0.6", linestyle=":", label="random map")
+        # Drawn above the maps' curves: where the random map lies on the original's, it must still show.
+        ax.plot(fractions, random[fill]["allegiance"], color="black", linestyle=(0, (1, 1.5)), linewidth=1.6,
+                zorder=5, label="random map")  # fmt: skip
         for kind in ("positive", "active") if fill == "black" else ("negative", "inactive"):
-            ax.plot(fractions, random[f"matched/{fill}/{kind}"]["allegiance"], linestyle=":",
+            ax.plot(fractions, random[f"matched/{fill}/{kind}"]["allegiance"], linestyle=":", zorder=4,
                     color=CURVE_STYLE[kind]["color"], label=f"random, as many pixels as {kind}")  # fmt: skip
-        ax.set(title=f"{fill} deletion", xlabel="fraction of pixels", ylim=(0, 1.02))
-        ax.legend(fontsize=6)
+        ax.set(title=f"{fill} deletion (lower curve: the map found pixels that matter)",
+               xlabel="fraction of pixels deleted", ylim=(0, 1.02))  # fmt: skip
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=8)
     axes[0].set_ylabel("allegiance (95 % bootstrap band)")
     if title:
         fig.suptitle(title, fontsize=10)
@@ -253,14 +271,17 @@ def plot_control_grids(record: Mapping, title: str = "") -> Figure:
     fractions = sorted({f for per_kind in leakage.values() for f in per_kind}, key=float)
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.2), layout="constrained")
     _annotated_heatmap(axes[0], [[intervals[f"srg {f}/{k}"][0] for f in fills] for k in kinds], kinds, fills,
-                       -0.5, 0.5, digits=3)  # fmt: skip
-    axes[0].set_title("SRG = AUC(LeRF) − AUC(MoRF); higher is better", fontsize=9)
+                       -0.5, 0.5, digits=3, colour_bar=True)  # fmt: skip
+    axes[0].set_title("SRG = AUC(LeRF) − AUC(MoRF), higher is better\n(LeRF: least relevant pixels first; MoRF: "
+                      "most relevant first)", fontsize=9)  # fmt: skip
+    axes[0].set(xlabel="fill", ylabel="map kind")
     _annotated_heatmap(axes[1], [[leakage.get(k, {}).get(f) for f in fractions] for k in kinds], kinds,
-                       [f"{float(f):.0%}" for f in fractions], 0, 1, cmap="magma_r")  # fmt: skip
+                       [f"{float(f):.0%}" for f in fractions], 0, 1, cmap="magma_r", colour_bar=True)  # fmt: skip
+    axes[1].set(xlabel="fraction deleted (MoRF)", ylabel="map kind")
     baseline = record.get("leakage_baseline")
-    axes[1].set_title("mask leakage: accuracy from the mask alone"
-                      + (f"\n(always the most frequent prediction: {baseline:.2f})" if baseline is not None else ""),
-                      fontsize=9)  # fmt: skip
+    axes[1].set_title("mask leakage: accuracy naming the prediction from the mask alone, lower is better"
+                      + (f"\n(baseline: always the most frequent prediction, {baseline:.2f})"
+                         if baseline is not None else ""), fontsize=9)  # fmt: skip
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

@@ -37,7 +37,16 @@ from signed_saliency import paths
 from signed_saliency.data import missing_data
 from signed_saliency.numerics import DEFAULT_MODE, MODES, check_mode
 from signed_saliency.profiles import PROFILES, get_profile
-from signed_saliency.workflow import INVOCATION_ENV, NOTEBOOKS, SNAKEFILE, Plan, invocation, plan, tables_job
+from signed_saliency.workflow import (
+    DOWNLOAD_ENV,
+    INVOCATION_ENV,
+    NOTEBOOKS,
+    SNAKEFILE,
+    Plan,
+    invocation,
+    plan,
+    tables_job,
+)
 
 
 @dataclass
@@ -254,8 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda")
     parser.add_argument("--data-root", default=None, help=f"default ${paths.DATA_ENV} or data/")
     parser.add_argument("--dry-run", action="store_true", help="list the jobs that would run, and run none")
-    parser.add_argument("--download", action="store_true",
-                        help="let torchvision download datasets missing from the data root (online only)")  # fmt: skip
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="let torchvision fetch what is missing here: datasets, ImageNet weights (online only)",
+    )
     parser.add_argument(
         "--verbose",
         action="store_true",
@@ -275,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         help="only reassemble the tables and README from the result records already written",
     )
     args = parser.parse_args(argv)
+    if not SNAKEFILE.exists() and not args.tables_only:
+        print(f"error: the workflow ({SNAKEFILE}) is not here: an installed package holds the library, not the "
+              "chain. Clone the repository and run `make reproduce` there", file=sys.stderr)  # fmt: skip
+        return 1
     if args.profile == "auto":
         args.profile, why = choose_profile("auto", args.device)
         print(f"profile auto → {args.profile}: {why}", flush=True)
@@ -282,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in tables_job(args.profile, args.figures_dir):
             print(path)
         return 0
+    if args.download:  # the Snakefile's plan and every job read it, to fetch missing weights
+        os.environ[DOWNLOAD_ENV] = "1"
     if args.data_root:
         # The jobs and their notebooks' kernels inherit the environment, so they read the same data root.
         os.environ[paths.DATA_ENV] = str(Path(args.data_root).resolve())

@@ -64,6 +64,7 @@ SNAKEFILE = paths.REPO_ROOT / "workflow" / "Snakefile"
 # The front end's invocation (``invocation``) as JSON, for the final job to time it: Snakemake passes the
 # environment to its jobs without counting it as a change, as it would a config value or a parameter.
 INVOCATION_ENV = "SIGNED_SALIENCY_INVOCATION"
+DOWNLOAD_ENV = "SIGNED_SALIENCY_DOWNLOAD"  # "1": missing data and weights may be downloaded
 
 
 class NotebookFailed(RuntimeError):
@@ -191,11 +192,18 @@ def plan(
 
 
 def why_not_runnable(column) -> str | None:
-    """Why a column cannot run here (its ImageNet weights cannot be loaded), or None."""
+    """Why a column cannot run here (its ImageNet weights cannot be loaded), or None. Weights missing from the
+    torch hub cache are downloaded only where ``$SIGNED_SALIENCY_DOWNLOAD`` is 1 (``reproduce --download``): an
+    offline machine gets the reason at once, not a download attempt on every invocation."""
     if not column.pretrained:
         return None
-    from signed_saliency.models import MissingWeightsError, build
+    from signed_saliency.models import MissingWeightsError, build, cached_weights
 
+    path, url = cached_weights(column.model)
+    if os.environ.get(DOWNLOAD_ENV) != "1" and not os.path.exists(path):
+        return (f"its ImageNet weights cannot be loaded: {os.path.basename(path)} is not in the torch hub cache "
+                f"folder {os.path.dirname(path)}. Download {url} on a machine with internet and place it there, "
+                "or pass --download to fetch it")  # fmt: skip
     try:
         build(column.model, pretrained=True)
     except MissingWeightsError as error:
@@ -328,7 +336,7 @@ def tables_job(profile: str, figures_dir: str | Path | None = None) -> list[Path
     """The workflow's final job: every table and the README, from the records read once. Run by the front end
     (``$SIGNED_SALIENCY_INVOCATION`` set), it first records the invocation's wall time, so that the README
     written next reports it; only the README's own writing and Snakemake's exit fall outside that time."""
-    from signed_saliency import report, tables
+    from signed_saliency import readme, report, tables
     from signed_saliency.profiles import get_profile
 
     chosen = get_profile(profile)
@@ -340,7 +348,12 @@ def tables_job(profile: str, figures_dir: str | Path | None = None) -> list[Path
         record = wall_time(started, time.time() - started["started"])
         records.write_wall_time(figures, record)
         found = dataclasses.replace(found, wall_time=record)
-    return [*written, report.write_summary(chosen, figures, found)]
+    written = [*written, report.write_summary(chosen, figures, found)]
+    top = paths.REPO_ROOT / "README.md"
+    if figures == paths.FIGURES_DIR / readme.PROFILE and profile == readme.PROFILE and top.exists():
+        # The repository README leads with these records' findings: kept in step with every regeneration.
+        written.append(atomic_write_text(top, readme.with_block(top.read_text())))
+    return written
 
 
 def record_job(run: Run, device: str) -> Path:

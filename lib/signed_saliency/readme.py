@@ -1,0 +1,88 @@
+"""The repository README's generated part: what the committed records say about the paper's four claims.
+
+The top-level ``README.md`` leads with the findings of the ``quick`` profile, between the markers
+``<!-- findings:quick -->`` and ``<!-- /findings -->``. ``findings_block`` writes that table from the
+committed records (``records.load``): per column, each claim's AUC difference (map − original) with its
+paired 95 % interval, its n and the verdict of PROTOCOL §8, or "too few images" below 30; then, in words,
+where the original map's curve is not above a random map's. A test fails
+when the README's block is not what the records give; the tables job of ``quick`` (the workflow's last)
+rewrites it, as does ``python -m signed_saliency.readme``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from signed_saliency import paths
+from signed_saliency.controls import CLAIMS, enough_images, too_few_text, verdicts
+from signed_saliency.io import atomic_write_text
+from signed_saliency.profiles import get_profile
+from signed_saliency.records import load
+from signed_saliency.tables import interval_text
+
+PROFILE = "quick"  # the profile whose findings the README leads with
+START, END = "<!-- findings:{profile} -->", "<!-- /findings -->"
+
+
+def findings_block(profile: str = PROFILE, figures_dir: str | Path | None = None) -> list[str]:
+    """The README's findings table for ``profile``, from its records in ``figures_dir`` (its folder by default)."""
+    chosen = get_profile(profile)
+    figures = Path(figures_dir) if figures_dir else paths.FIGURES_DIR / profile
+    found = load(chosen.columns, figures).own
+    claims = [f"{kind} ({fill})" for fill, kind in CLAIMS]
+    lines = [f"| `{profile}` column (model accuracy) | " + " | ".join(claims) + " |", "|---" * (len(CLAIMS) + 1) + "|"]
+    for column in chosen.columns:
+        train, controls = found[column.id]["train"], found[column.id]["controls"]
+        if not (train and controls):
+            continue
+        cells = []
+        for claim, verdict in verdicts(controls).items():
+            fill, kind = claim.split("/")
+            interval = interval_text(controls["intervals"][f"diff {kind}-original/{fill}"])
+            if verdict["too_few_images"]:
+                cells.append(f"{interval}: {too_few_text(verdict['images'])}")
+            else:
+                cells.append(f"{interval}, n = {verdict['images']}: "
+                             + ("**resolved**" if verdict["resolved"] else "not resolved"))  # fmt: skip
+        lines.append(f"| {column.label} ({train['test_accuracy']:.3f}) | " + " | ".join(cells) + " |")
+    against = [line for column in chosen.columns for line in _against_random(column, found[column.id]["controls"])]
+    return lines + ([""] + [f"- {line}" for line in against] if against else [])
+
+
+def _against_random(column, controls: dict | None) -> list[str]:
+    """Where the original map's curve is not above a random map's (at 95 %, on at least 30 images), in words."""
+    if not controls or not enough_images(controls["images"]):
+        return []
+    lines = []
+    for fill in ("black", "white"):
+        mean, low, high = controls["intervals"][f"auc paper/{fill}/original"]
+        random = controls["random"][fill]
+        if random["mean"] <= high:
+            than = "worse than" if random["mean"] < low else "no better than"
+            lines.append(f"{column.label}, {fill} deletion: the original (sign-blind) map is {than} a random map, "
+                         f"AUC {mean:.3f} [{low:.3f}, {high:.3f}] against {random['mean']:.3f} ± {random['sd']:.3f} "
+                         f"(n = {controls['images']}; random: mean ± sd over {len(controls['seeds'])} "
+                         "seeds).")  # fmt: skip
+    return lines
+
+
+def with_block(text: str, profile: str = PROFILE, figures_dir: str | Path | None = None) -> str:
+    """``text`` (a README) with its findings block for ``profile`` replaced by what the records give."""
+    start = START.format(profile=profile)
+    if start not in text or END not in text.split(start, 1)[1]:
+        raise ValueError(f"the README has no {start} … {END} block to fill")
+    before, rest = text.split(start, 1)
+    after = rest.split(END, 1)[1]
+    return before + start + "\n" + "\n".join(findings_block(profile, figures_dir)) + "\n" + END + after
+
+
+def main() -> int:
+    readme = paths.REPO_ROOT / "README.md"
+    atomic_write_text(readme, with_block(readme.read_text()))
+    print(readme)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
