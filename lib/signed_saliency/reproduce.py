@@ -179,8 +179,10 @@ def _run_logged(command: list[str], environment: dict, log_path: Path, verbose: 
     started and finished, the jobs' own progress lines, and anything that reports an error."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail, finished, in_error = [], None, False
-    with open(log_path, "w") as log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                      text=True, env=environment, bufsize=1) as process:  # fmt: skip
+    # Line-buffered: a front end killed mid-run still leaves every line Snakemake printed.
+    log = open(log_path, "w", buffering=1)  # noqa: SIM115 - closed with the process below
+    with log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+                               bufsize=1) as process:  # fmt: skip
         for line in process.stdout:
             log.write(line)
             tail = [*tail[-59:], line]
