@@ -278,6 +278,8 @@ def test_the_wall_time_names_only_the_runs_that_ran_and_the_job_time_every_seed(
     later = workflow.invocation(chosen, 2)
     records.write_wall_time(tmp_path, workflow.wall_time(later, 3.0))
     assert "for no run: every output was up to date" in write_summary(get_profile("quick"), tmp_path).read_text()
+    # … and such a record is no estimate of a run's time: the announcement falls back to the job times.
+    assert "job times, on the machines that ran them, add up to 5.0 min" in reproduce.announcement(chosen, 2, "fast")[1]
 
 
 @pytest.mark.data

@@ -69,7 +69,7 @@ def announcement(chosen: Plan, jobs: int, numerics: str) -> list[str]:
     columns = get_profile(chosen.profile).columns
     found = load(columns, chosen.figures)
     recorded, runs = found.wall_time, [found.own[c.id]["run"] for c in columns]
-    if recorded:
+    if recorded and recorded["runs"]:  # an invocation that found everything up to date says nothing of the time
         estimate = (f"the last recorded run of this profile took {recorded['wall_seconds'] / 60:.1f} min with "
                     f"JOBS={recorded['jobs_at_once']} for {', '.join(recorded['runs'])}")  # fmt: skip
     elif any(runs):
@@ -154,7 +154,7 @@ def run(
         done = subprocess.run(command, capture_output=True, text=True, env=environment)
         returncode, log = done.returncode, done.stdout + done.stderr
     else:
-        returncode, log = _run_logged(command, environment, chosen.build / LOG_NAME, verbose)
+        returncode, log = _run_logged(command, environment, chosen.build / LOG_NAME, verbose), ""
     report.seconds = time.perf_counter() - started
     if returncode != 0:
         where = "" if dry_run else f"; the whole output is in {chosen.build / LOG_NAME}"
@@ -174,18 +174,17 @@ _STEPS = re.compile(r"^(\d+) of (\d+) steps \(\d+%\) done$")
 _TROUBLE = re.compile(r"Error|Exception|Traceback|error:|MissingInput|IncompleteFiles")
 
 
-def _run_logged(command: list[str], environment: dict, log_path: Path, verbose: bool) -> tuple[int, str]:
+def _run_logged(command: list[str], environment: dict, log_path: Path, verbose: bool) -> int:
     """Run Snakemake with its whole output in ``log_path``; print it all when ``verbose``, else one line per job
-    started and finished, the jobs' own progress lines, and anything that reports an error."""
+    started and finished, the jobs' own progress lines, and anything that reports an error. Its exit status."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    tail, finished, in_error = [], None, False
+    finished, in_error = None, False
     # Line-buffered: a front end killed mid-run still leaves every line Snakemake printed.
     log = open(log_path, "w", buffering=1)  # noqa: SIM115 - closed with the process below
     with log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
                                bufsize=1) as process:  # fmt: skip
         for line in process.stdout:
             log.write(line)
-            tail = [*tail[-59:], line]
             text = line.rstrip("\n")
             in_error = (in_error and text != "") or text.startswith("Error in rule")
             shown = None
@@ -199,7 +198,7 @@ def _run_logged(command: list[str], environment: dict, log_path: Path, verbose: 
                 shown, finished = f"finished {finished} ({steps.group(1)} of {steps.group(2)} jobs)", None
             if shown is not None:
                 print(shown, flush=True)
-    return process.returncode, "".join(tail)
+    return process.returncode
 
 
 def dry_run_jobs(log: str) -> dict[str, int]:

@@ -16,7 +16,7 @@ from signed_saliency.attribution import ATTRIBUTIONS, RELU_RULES
 from signed_saliency.controls import CLAIMS, seed_verdicts, too_few_text, verdicts
 from signed_saliency.evaluation import BEYOND_FILLS
 from signed_saliency.saliency import METHODS
-from signed_saliency.tables import cell_text, final_randomization, interval_text, is_undefined, spread_text
+from signed_saliency.tables import cell_text, claim_word, final_randomization, interval_text, is_undefined, spread_text
 
 CLASSES = 10  # both datasets; chance accuracy is 1 / CLASSES
 # Thresholds of the verdicts (the numbers themselves are in the tables).
@@ -31,9 +31,7 @@ def _word(verdict, yes: str, no: str) -> str:
 
 def precision(record: dict) -> float | None:
     """The median half-width of a ``controls`` record's AUC-difference intervals: how finely its n resolves."""
-    widths = sorted(
-        (high - low) / 2 for name, (_, low, high) in record["intervals"].items() if name.startswith("diff ")
-    )
+    widths = [(high - low) / 2 for name, (_, low, high) in record["intervals"].items() if name.startswith("diff ")]
     return None if not widths else statistics.median(widths)
 
 
@@ -89,9 +87,7 @@ def claim_lines(deletion: dict | None, controls: dict | None) -> list[str]:
             text += f" AUC {ours:.3f} vs original {base:.3f} on {deletion['images']} images ({direction})"
         if verdict:
             interval = interval_text(controls["intervals"][f"diff {kind}-original/{fill}"])
-            said = too_few_text(verdict["images"]) if verdict["too_few_images"] else (
-                "resolved at 95 %" if verdict["resolved"] else "not resolved at 95 %")  # fmt: skip
-            text += f"; difference {interval} on {verdict['images']} images: {said}"
+            text += f"; difference {interval} on {verdict['images']} images: {claim_word(verdict)}"
         lines.append(text)
     return lines
 
