@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -122,16 +121,7 @@ def describe_device(device: str | torch.device = "auto") -> str:
     device = resolve_device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{device.type}: {_processor_name()}, {os.cpu_count()} logical cores"
-
-
-def _processor_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return f"{device.type}: {numerics.cpu()['cpu']}, {os.cpu_count()} logical cores"
 
 
 def checkpoint_path(config: TrainConfig, checkpoint_dir: str | Path | None = None) -> Path:
