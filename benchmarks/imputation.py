@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from benchmarks.timing import interleaved_medians
-from signed_saliency.controls import full_ranking
 from signed_saliency.deletion import FRACTIONS
 from signed_saliency.imputation import linear_imputation
+from signed_saliency.rankings import full_ranking
 from signed_saliency.saliency import saliency_maps
 
 

@@ -164,7 +164,8 @@ class Context:
         test = self.split("test", self.column.controls_images)
         train = self.split("train", self.column.controls_images)
         key = {**self.fingerprint(test), "fractions": list(FRACTIONS), "seeds": list(seeds), "resamples": resamples,
-               "leakage": list(LEAKAGE_FRACTIONS), "train_images": len(train)}  # fmt: skip
+               "leakage": list(LEAKAGE_FRACTIONS), "train_images": len(train),
+               "imputation": self.column.controls_imputation}  # fmt: skip
         chunk = max(1, (1 << 18) // (test.images.shape[-2] * test.images.shape[-1]))
 
         def masks_and_labels(images: ImageSet, desc: str, each_batch=None):
@@ -185,7 +186,8 @@ class Context:
 
             def test_curves(batch, maps, start):
                 _, gradient = target_gradient(self.model, batch, None)
-                parts.append(control_curves(self.model, batch, maps, gradient, seeds=seeds, first_image=start))
+                parts.append(control_curves(self.model, batch, maps, gradient, seeds=seeds, first_image=start,
+                                            imputation=self.column.controls_imputation))  # fmt: skip
 
             test_masks, test_labels = masks_and_labels(test, "metric controls", test_curves)
             train_masks, train_labels = masks_and_labels(train, "train masks for mask leakage")
@@ -202,7 +204,7 @@ class Context:
                 }
                 for kind in METHODS
             }  # fmt: skip
-            return record, {k: c.agreement for k, c in curves.items() if k.startswith(("paper/", "directed/"))}
+            return record, {k: c.agreement for k, c in curves.items() if k.startswith(("paper/", "crossed/"))}
 
         return cached(self.cache / f"controls_{self.column.id}.pt", key, compute)
 
@@ -219,12 +221,13 @@ class Context:
 def context(
     *, dataset: str, model: str, pretrained: bool, epochs: int, train_size: int | None, test_size: int | None,
     deletion_images: int | None, appendix_images: int | None, appendix_examples: int, profile: str, seed: int,
-    sanity_images: int = 256, beyond_images: int = 256, controls_images: int | None = None, device: str = "auto",
+    sanity_images: int = 256, beyond_images: int = 256, controls_images: int | None = None,
+    controls_imputation: bool = True, device: str = "auto",
     figures_dir: str = "", cache_dir: str = "",
 ) -> Context:  # fmt: skip
     """Build the ``Context`` of one notebook run from its parameters (empty folders = defaults)."""
     column = Column(dataset, model, pretrained, epochs, train_size, test_size, deletion_images, appendix_images,
-                    appendix_examples, sanity_images, beyond_images, controls_images)  # fmt: skip
+                    appendix_examples, sanity_images, beyond_images, controls_images, controls_imputation)  # fmt: skip
     figures = Path(figures_dir) if figures_dir else paths.FIGURES_DIR / profile
     cache = Path(cache_dir) if cache_dir else paths.BUILD_DIR / profile / "cache"
     figures.mkdir(parents=True, exist_ok=True)

@@ -2,10 +2,9 @@
 
 Here live the pieces that ask it, all batched over images and fed through
 ``deletion.deletion_curves`` so that every control of one model shares its forward batches:
-seeded random maps and count-matched random deletion (``random_maps``, ``count_matched``);
-full rankings with seeded tie-breaks for MoRF / LeRF and their symmetric relevance gain
-(``full_ranking``, ``srg``); ROAD's noisy linear imputation as a fill (``imputation.ImputationFill``);
-the sign-aware directed fill for the original map (``directed_fill``); percentile-bootstrap
+seeded random maps, count-matched random deletion and full rankings for MoRF / LeRF (``rankings``) with
+their symmetric relevance gain (``srg``); ROAD's noisy linear imputation as a fill
+(``imputation.ImputationFill``); the ranking × fill design at matched counts (``decomposition``); percentile-bootstrap
 intervals, paired where two maps are compared, resampled from each image's stored agreement
 (``bootstrap``); the mask-leakage test lives in ``leakage``. ``control_curves`` runs them all for one model and
 ``summarize`` turns the curves into the intervals and verdicts of Table C.
@@ -20,9 +19,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from signed_saliency.checks import check_fractions, check_images, check_seed
-from signed_saliency.deletion import FRACTIONS, DeletionCurve, auc, deleted_counts, deletion_curves
+from signed_saliency.checks import check_fractions, check_seed
+from signed_saliency.decomposition import crossed_specs, effect_stats
+from signed_saliency.deletion import FRACTIONS, DeletionCurve, auc, deletion_curves
 from signed_saliency.imputation import ImputationFill
+from signed_saliency.rankings import count_matched, full_ranking, random_maps
 
 SEEDS = (0, 1, 2, 3, 4)
 RESAMPLES = 2000
@@ -45,107 +46,6 @@ def too_few_text(n: int) -> str:
     return f"too few images (n = {n}) to resolve"
 
 
-def _check_maps(saliency: torch.Tensor) -> torch.Tensor:
-    if not isinstance(saliency, torch.Tensor) or saliency.dim() != 3 or not saliency.is_floating_point():
-        shape = tuple(saliency.shape) if isinstance(saliency, torch.Tensor) else type(saliency).__name__
-        raise ValueError(f"saliency must be float maps (B, H, W), got {shape}")
-    if saliency.isnan().any():
-        raise ValueError("saliency holds NaN values, which have no deletion order: replace them first")
-    return saliency
-
-
-def random_maps(batch: int, height: int, width: int, seed: int, device: str | torch.device = "cpu") -> torch.Tensor:
-    """Maps (B, H, W) of i.i.d. uniform values in (0, 1] from ``seed``: deleted by PROTOCOL §2 they delete
-    exactly ``round(p·H·W)`` pixels (ties have probability 0, and no value is 0).
-
-    >>> random_maps(2, 4, 4, seed=0).shape
-    torch.Size([2, 4, 4])
-    """
-    if min(batch, height, width) < 1:
-        raise ValueError(f"batch, height and width must be positive, got {(batch, height, width)}")
-    generator = torch.Generator().manual_seed(check_seed(seed))
-    return (1 - torch.rand(batch, height, width, generator=generator)).to(device)
-
-
-class Ranking:
-    """Pixels in deletion order, per image, for ``deletion_curves``: ``ranks`` (B, H, W), 0 = deleted first.
-
-    At each fraction p the first ``round(p·H·W)`` pixels of each image are deleted (MoRF / LeRF on a full
-    ranking), or, with ``counts`` (F, B), exactly ``counts[f, b]`` of them (count-matched random).
-    """
-
-    def __init__(self, ranks: torch.Tensor, counts: torch.Tensor | None = None, fractions: Sequence[float] | None = None
-                 ):  # fmt: skip
-        if ranks.dim() != 3 or ranks.is_floating_point():
-            raise ValueError(f"ranks must be integer ranks (B, H, W), got {ranks.dtype} {tuple(ranks.shape)}")
-        if counts is not None and (counts.dim() != 2 or counts.shape[1] != ranks.shape[0]):
-            raise ValueError(f"counts must be (fractions, {ranks.shape[0]}), got {tuple(counts.shape)}")
-        self.ranks, self.counts = ranks, counts
-        self.fractions = None if fractions is None else check_fractions(fractions)
-
-    def check(self, images: torch.Tensor) -> None:
-        expected = (images.shape[0], *images.shape[2:])
-        if tuple(self.ranks.shape) != expected:
-            raise ValueError(f"the ranking is for images {tuple(self.ranks.shape)}, not {expected}")
-
-    def masks_and_counts(self, part: slice, fractions: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
-        ranks = self.ranks[part]
-        pixels = ranks.shape[1] * ranks.shape[2]
-        if self.counts is None:
-            ks = torch.tensor([round(p * pixels) for p in fractions], dtype=torch.int32, device=ranks.device)
-            ks = ks[:, None].expand(len(fractions), len(ranks))
-        else:
-            if self.fractions is not None and tuple(float(p) for p in fractions) != self.fractions:
-                raise ValueError(f"these counts were taken at fractions {self.fractions}, not {tuple(fractions)}")
-            ks = self.counts[:, part].to(device=ranks.device, dtype=torch.int32)
-        masks = ranks[None] < ks[:, :, None, None]
-        return masks, ks.contiguous()
-
-
-def _ranks_of(order: torch.Tensor, shape) -> torch.Tensor:
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order).contiguous())
-    return ranks.view(shape).to(torch.int32)
-
-
-def full_ranking(saliency: torch.Tensor, seed: int, lowest_first: bool = False) -> Ranking:
-    """Every pixel ranked by its map value, highest first (MoRF) or lowest first (``lowest_first``, LeRF);
-    ties, zeros included, broken by one seeded random permutation per image (PROTOCOL §8).
-
-    >>> r = full_ranking(torch.tensor([[[2.0, 0.0], [0.0, 5.0]]]), seed=0)
-    >>> r.ranks[0, 1, 1].item(), r.ranks[0, 0, 0].item()
-    (0, 1)
-    """
-    saliency = _check_maps(saliency)
-    batch, height, width = saliency.shape
-    generator = torch.Generator().manual_seed(check_seed(seed))
-    permutation = torch.rand(batch, height * width, generator=generator).argsort(dim=1).to(saliency.device)
-    values = saliency.reshape(batch, -1).gather(1, permutation)
-    # A stable sort keeps tied pixels in the random order they were put in.
-    by_value = (values if lowest_first else -values).sort(dim=1, stable=True).indices
-    return Ranking(_ranks_of(permutation.gather(1, by_value), saliency.shape))
-
-
-def random_ranking(batch: int, height: int, width: int, seed: int, device: str | torch.device = "cpu") -> torch.Tensor:
-    """One seeded random order of the pixels per image, as ranks (B, H, W)."""
-    order = torch.rand(batch, height * width, generator=torch.Generator().manual_seed(check_seed(seed))).argsort(1)
-    return _ranks_of(order, (batch, height, width)).to(device)
-
-
-def count_matched(saliency: torch.Tensor, seed: int, fractions: Sequence[float] = FRACTIONS) -> Ranking:
-    """Count-matched random deletion for ``saliency``: at each fraction, each image loses as many pixels as
-    the map deleted there (PROTOCOL §2), taken in one seeded random order per image (sets grow with p).
-
-    >>> maps = torch.zeros(1, 4, 4); maps[0, 0, :2] = 1.0  # a sparse map: 2 non-zero pixels
-    >>> count_matched(maps, seed=0, fractions=(0.0, 0.5)).counts.tolist()
-    [[0], [2]]
-    """
-    saliency = _check_maps(saliency)
-    fractions = check_fractions(fractions)
-    ranks = random_ranking(*saliency.shape, seed=seed, device=saliency.device)
-    return Ranking(ranks, deleted_counts(saliency, fractions), fractions)
-
-
 def srg(morf_auc, lerf_auc):
     """Symmetric relevance gain ``AUC(LeRF) − AUC(MoRF)`` (Blücher et al., TMLR 2024): larger is better.
 
@@ -153,33 +53,6 @@ def srg(morf_auc, lerf_auc):
     0.5
     """
     return lerf_auc - morf_auc
-
-
-class ReplacementFill:
-    """A fill for ``deletion_curves`` that sets each deleted pixel of image ``i`` to ``replacement[i]``."""
-
-    def __init__(self, replacement: torch.Tensor, name: str = "replacement"):
-        self.replacement, self.name = replacement, name
-
-    def __call__(self, altered: torch.Tensor, deleted: torch.Tensor, rows: torch.Tensor) -> None:
-        torch.where(deleted, self.replacement[rows.to(self.replacement.device)].to(altered.device), altered,
-                    out=altered)  # fmt: skip
-
-
-def directed_fill(images: torch.Tensor, gradient: torch.Tensor) -> ReplacementFill:
-    """The directed fill (PROTOCOL §8): a deleted pixel-channel goes to 0 where the target's gradient is
-    positive, to 1 where it is negative, and stays where it is 0: the sign-aware fill for the original map.
-
-    >>> fill = directed_fill(torch.full((1, 1, 1, 3), 0.5), torch.tensor([[[[2.0, -1.0, 0.0]]]]))
-    >>> fill.replacement.flatten().tolist()
-    [0.0, 1.0, 0.5]
-    """
-    check_images(images)
-    if not isinstance(gradient, torch.Tensor) or gradient.shape != images.shape:
-        got = tuple(gradient.shape) if isinstance(gradient, torch.Tensor) else type(gradient).__name__
-        raise ValueError(f"gradient must have the images' shape {tuple(images.shape)}, got {got}")
-    target = torch.where(gradient > 0, 0.0, torch.where(gradient < 0, 1.0, images)).to(images.dtype)
-    return ReplacementFill(target, "directed")
 
 
 def image_aucs(agreement: torch.Tensor, fractions: Sequence[float]) -> torch.Tensor:
@@ -245,7 +118,8 @@ def control_curves(
     ``paper/<fill>/<kind>`` the paper's six curves; ``random/<fill>/<seed>`` random maps;
     ``matched/<fill>/<kind>/<seed>`` count-matched random for the paper's sparse curves;
     ``morf|lerf/<fill>/<kind>`` full rankings under black, white and (``imputation``) the ROAD fill;
-    ``directed/original`` the original map with the directed fill (``gradient``: the target's, (B, K, H, W)).
+    ``crossed/<fill>/<kind>/<ranking>/<cell>`` the ranking × fill design of each claim (``decomposition``;
+    ``gradient``: the target's, (B, K, H, W)).
     ``first_image`` is the index of ``images[0]`` in a larger set cut into chunks: it keeps the imputation
     noise of each image its own.
     """
@@ -276,7 +150,7 @@ def control_curves(
         for name, fill in fills.items():
             specs[f"morf/{name}/{kind}"] = (morf, fill)
             specs[f"lerf/{name}/{kind}"] = (lerf, fill)
-    specs["directed/original"] = (maps["original"], directed_fill(images, gradient))
+    specs |= crossed_specs(images, maps, gradient, CLAIMS, fractions, seeds[0], fills.get("imputation"))
     return deletion_curves(model, images, specs, fractions, original_predictions=original_predictions)
 
 
@@ -298,7 +172,6 @@ def summarize(curves: Mapping[str, DeletionCurve], resamples: int = RESAMPLES, s
         stats[f"auc matched/{fill}/{kind}"] = matched
         stats[f"diff {kind}-original/{fill}"] = mine - per_image[f"paper/{fill}/original"]
         stats[f"diff {kind}-matched/{fill}"] = mine - matched
-        stats[f"diff {kind}-directed"] = mine - per_image["directed/original"]
     stats["diff positive-active/black"] = per_image["paper/black/positive"] - per_image["paper/black/active"]
     stats["diff negative-inactive/white"] = per_image["paper/white/negative"] - per_image["paper/white/inactive"]
     fills = sorted({key.split("/")[1] for key in curves if key.startswith("morf/")}, key=SRG_FILLS.index)
@@ -307,6 +180,7 @@ def summarize(curves: Mapping[str, DeletionCurve], resamples: int = RESAMPLES, s
             stats[f"srg {fill}/{kind}"] = srg(per_image[f"morf/{fill}/{kind}"], per_image[f"lerf/{fill}/{kind}"])
         for _, kind in CLAIMS:
             stats[f"diff srg {kind}-original/{fill}"] = stats[f"srg {fill}/{kind}"] - stats[f"srg {fill}/original"]
+    stats |= effect_stats(per_image, CLAIMS)
     bands = {f"band {key}": c.agreement.T.double() for key, c in curves.items() if key.startswith("paper/")}
     intervals = bootstrap({**stats, **bands}, resamples, seed)
     record = {"fractions": list(fractions), "images": len(first.agreement[0]), "resamples": resamples,
@@ -329,7 +203,7 @@ def summarize(curves: Mapping[str, DeletionCurve], resamples: int = RESAMPLES, s
                                        for s in seeds]).mean(0).tolist(),
         }  # fmt: skip
     for key, c in curves.items():
-        if key.startswith(("paper/", "directed/", "morf/", "lerf/")):
+        if key.startswith(("paper/", "crossed/", "morf/", "lerf/")):
             record["curves"][key] = {"allegiance": c.allegiance.tolist(), "deleted": c.deleted.tolist(), "auc": c.auc}
     record["verdicts"] = verdicts(record)
     return record
@@ -338,8 +212,11 @@ def summarize(curves: Mapping[str, DeletionCurve], resamples: int = RESAMPLES, s
 def verdicts(record: Mapping) -> dict:
     """Per claim (``"black/positive"`` …), from a ``summarize`` record: is it resolved at 95 %, does it beat
     the count-matched random control, does it survive the imputation fill and SRG (the map's SRG above the
-    original's, resolved), and does the directed-fill original close the gap (the map no longer resolved
-    below it). Every verdict is ``None`` on fewer than ``MIN_IMAGES`` images (``too_few_images``), and
+    original's, resolved). Where the record holds the ranking × fill design (``decomposition``), also: is
+    the ranking effect under the claim's own fill resolved below 0 (``ranking``), does it stay so when both
+    rankings get the pixel-sign fill (``ranking_given_sign``), and do the original ranking's fill effects
+    resolve below 0 (``sign_fill``: pixel-sign − constant; ``channel_fill``: channel-sign − pixel-sign).
+    Every verdict is ``None`` on fewer than ``MIN_IMAGES`` images (``too_few_images``), and
     ``survives_imputation_srg`` is ``None`` where the record lacks the imputation fill. Each claim also
     carries its ``images`` (n)."""
     intervals, n = record["intervals"], int(record["images"])
@@ -350,8 +227,14 @@ def verdicts(record: Mapping) -> dict:
             "resolved": resolved_below(intervals[f"diff {kind}-original/{fill}"]),
             "beats_matched_random": resolved_below(intervals[f"diff {kind}-matched/{fill}"]),
             "survives_imputation_srg": None if srg_gain is None else float(srg_gain[1]) > 0,
-            "directed_closes_gap": not resolved_below(intervals[f"diff {kind}-directed"]),
         }
+        if f"diff ranking {kind}/{fill}/constant" in intervals:
+            verdict |= {
+                "ranking": resolved_below(intervals[f"diff ranking {kind}/{fill}/constant"]),
+                "ranking_given_sign": resolved_below(intervals[f"diff ranking {kind}/{fill}/pixel-sign"]),
+                "sign_fill": resolved_below(intervals[f"diff fill {kind}/{fill}/original/pixel-sign-constant"]),
+                "channel_fill": resolved_below(intervals[f"diff fill {kind}/{fill}/original/channel-sign-pixel-sign"]),
+            }
         if not enough_images(n):
             verdict = dict.fromkeys(verdict)
         out[f"{fill}/{kind}"] = {**verdict, "images": n, "too_few_images": not enough_images(n)}

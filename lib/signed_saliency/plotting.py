@@ -226,7 +226,7 @@ def plot_control_curves(
 ) -> Figure:  # fmt: skip
     """The paper's six curves with 95 % bootstrap bands (seaborn, from each image's agreement (F, B) in
     ``agreement["paper/<fill>/<kind>"]``), beside the random-map curve and each sparse map's count-matched
-    random curve (``random``, mean over seeds, dotted), and the directed-fill original (``"directed/original"``)."""
+    random curve (``random``, mean over seeds, dotted); the fills' part is ``plot_decomposition``'s."""
     import numpy as np
     import pandas as pd
     import seaborn as sns
@@ -236,12 +236,12 @@ def plot_control_curves(
         rows = []
         for key, values in agreement.items():
             parts = key.split("/")
-            if (parts[0] == "paper" and parts[1] == fill) or key == "directed/original":
-                label = "original, directed fill" if parts[0] == "directed" else parts[2]
+            if parts[0] == "paper" and parts[1] == fill:
+                label = parts[2]
                 rows.append(pd.DataFrame({"fraction": np.repeat(np.asarray(fractions, dtype=float), values.shape[1]),
                                           "allegiance": values.float().flatten().numpy(), "map": label}))  # fmt: skip
         data = pd.concat(rows, ignore_index=True)
-        palette = {k: v["color"] for k, v in CURVE_STYLE.items()} | {"original, directed fill": "tab:green"}
+        palette = {k: v["color"] for k, v in CURVE_STYLE.items()}
         sns.lineplot(data, x="fraction", y="allegiance", hue="map", ax=ax, errorbar=("ci", 95), n_boot=resamples,
                      seed=seed, palette=palette, marker="o", markersize=3)  # fmt: skip
         # Drawn above the maps' curves: where the random map lies on the original's, it must still show.
@@ -284,4 +284,46 @@ def plot_control_grids(record: Mapping, title: str = "") -> Figure:
                          if baseline is not None else ""), fontsize=9)  # fmt: skip
     if title:
         fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_decomposition(record: Mapping, title: str = "") -> Figure:
+    """The ranking × fill design of each claim (PROTOCOL §8) from a ``controls.summarize`` record: per claim a
+    seaborn point plot of the eight AUCs, the signed map and the count-matched original under each fill, with
+    their 95 % bootstrap intervals. Lower is better; points of one fill side by side differ by ranking only,
+    points of one colour along a panel by fill only."""
+    import pandas as pd
+    import seaborn as sns
+
+    from signed_saliency.controls import CLAIMS
+    from signed_saliency.decomposition import CELL_FILLS, RANKINGS, curve_key
+
+    intervals, rows = record["intervals"], []
+    claims = [(f, k) for f, k in CLAIMS if f"auc crossed/{f}/{k}/original/constant" in intervals]
+    if not claims:
+        raise ValueError("the record has no ranking × fill design: rerun notebook 08 with today's code")
+    for fill, kind in claims:
+        for ranking in RANKINGS:
+            for cell in CELL_FILLS:
+                key = "auc " + curve_key(fill, kind, ranking, cell)
+                if key not in intervals:
+                    continue
+                # The interval's three numbers: a median estimator puts the point at the mean and a 100 %
+                # percentile interval spans low to high, so seaborn draws exactly the bootstrap interval.
+                label = f"{kind} map" if ranking == "signed" else "original map, top n pixels"
+                rows += [{"claim": f"{kind} ({fill})", "fill": fill if cell == "constant" else cell,
+                          "ranking": label, "AUC": v} for v in intervals[key]]  # fmt: skip
+    data = pd.DataFrame(rows)
+    grid = sns.catplot(data, kind="point", x="fill", y="AUC", hue="ranking", col="claim", col_wrap=2,
+                       estimator="median", errorbar=("pi", 100), dodge=0.3, height=2.6, aspect=1.5,
+                       palette=["tab:red", "0.35"], sharex=False, linestyle="none", markersize=5)  # fmt: skip
+    grid.set_titles("{col_name}", size=9)
+    grid.set_axis_labels("fill (same pixels deleted in every cell)", "deletion AUC, lower is better")
+    for ax in grid.axes.flat:
+        ax.tick_params(labelsize=8)
+    sns.move_legend(grid, "lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, title=None, fontsize=8,
+                    frameon=False)  # fmt: skip
+    fig = grid.figure
+    fig.suptitle((title + "\n" if title else "") + "ranking × fill at matched pixel counts (95 % bootstrap "
+                 f"intervals, n = {record['images']})", fontsize=10, y=1.08)  # fmt: skip
     return fig

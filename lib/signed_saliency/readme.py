@@ -3,7 +3,8 @@
 The top-level ``README.md`` leads with the findings of the ``quick`` profile, between the markers
 ``<!-- findings:quick -->`` and ``<!-- /findings -->``. ``findings_block`` writes that table from the
 committed records (``records.load``): per column, each claim's AUC difference (map − original) with its
-paired 95 % interval, its n and the verdict of PROTOCOL §8, or "too few images" below 30; then, in words,
+paired 95 % interval, its n and the verdict of PROTOCOL §8 with the effect that carries it (ranking or fill,
+``findings.carried``), or "too few images" below 30; then, in words,
 where the original map's curve is not above a random map's. A test fails
 when the README's block is not what the records give; the tables job of ``quick`` (the workflow's last)
 rewrites it, as does ``python -m signed_saliency.readme``.
@@ -15,7 +16,8 @@ import sys
 from pathlib import Path
 
 from signed_saliency import paths
-from signed_saliency.controls import CLAIMS, enough_images, too_few_text, verdicts
+from signed_saliency.controls import CLAIMS, too_few_text, verdicts
+from signed_saliency.findings import against_random, carried
 from signed_saliency.io import atomic_write_text
 from signed_saliency.profiles import get_profile
 from signed_saliency.records import load
@@ -43,28 +45,13 @@ def findings_block(profile: str = PROFILE, figures_dir: str | Path | None = None
             if verdict["too_few_images"]:
                 cells.append(f"{interval}: {too_few_text(verdict['images'])}")
             else:
+                word = carried(verdict)
                 cells.append(f"{interval}, n = {verdict['images']}: "
-                             + ("**resolved**" if verdict["resolved"] else "not resolved"))  # fmt: skip
+                             + ("**resolved**" if verdict["resolved"] else "not resolved")
+                             + (f"; carried by {word}" if word and word != "neither resolved" else ""))  # fmt: skip
         lines.append(f"| {column.label} ({train['test_accuracy']:.3f}) | " + " | ".join(cells) + " |")
-    against = [line for column in chosen.columns for line in _against_random(column, found[column.id]["controls"])]
+    against = [line for column in chosen.columns for line in against_random(column, found[column.id]["controls"])]
     return lines + ([""] + [f"- {line}" for line in against] if against else [])
-
-
-def _against_random(column, controls: dict | None) -> list[str]:
-    """Where the original map's curve is not above a random map's (at 95 %, on at least 30 images), in words."""
-    if not controls or not enough_images(controls["images"]):
-        return []
-    lines = []
-    for fill in ("black", "white"):
-        mean, low, high = controls["intervals"][f"auc paper/{fill}/original"]
-        random = controls["random"][fill]
-        if random["mean"] <= high:
-            than = "worse than" if random["mean"] < low else "no better than"
-            lines.append(f"{column.label}, {fill} deletion: the original (sign-blind) map is {than} a random map, "
-                         f"AUC {mean:.3f} [{low:.3f}, {high:.3f}] against {random['mean']:.3f} ± {random['sd']:.3f} "
-                         f"(n = {controls['images']}; random: mean ± sd over {len(controls['seeds'])} "
-                         "seeds).")  # fmt: skip
-    return lines
 
 
 def with_block(text: str, profile: str = PROFILE, figures_dir: str | Path | None = None) -> str:

@@ -120,7 +120,7 @@ FIGURES_BY_RECORD = {
     "sanity": ("fig_sanity_class_sensitivity", "fig_sanity_randomization", "fig_sanity_examples_class",
                "fig_sanity_examples_randomized"),
     "beyond": ("fig_beyond_auc", "fig_beyond_darker0.5", "fig_beyond_brighter0.5"),
-    "controls": ("fig_controls_curves", "fig_controls_srg_leakage"),
+    "controls": ("fig_controls_curves", "fig_controls_srg_leakage", "fig_controls_decomposition"),
 }  # fmt: skip
 
 

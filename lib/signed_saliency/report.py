@@ -14,6 +14,7 @@ from pathlib import Path
 
 from signed_saliency.controls import CLAIMS, MIN_IMAGES, enough_images, too_few_text
 from signed_saliency.data import SOURCE_NAMES, TEST_SPLIT, expected_count
+from signed_saliency.findings import findings_lines
 from signed_saliency.io import atomic_write_text
 from signed_saliency.numerics import summary
 from signed_saliency.profiles import Profile
@@ -80,6 +81,7 @@ def write_summary(profile: Profile, figures_dir: str | Path, found: Records | No
         "inactive maps a lower white-deletion AUC.",
         "",
     ]
+    lines += findings_lines(profile, records)
     lines += _changes_from_paper(profile)
     lines += _wall_time(profile, found)
     lines += _numerics_section(profile, found)
@@ -369,8 +371,13 @@ def _controls_section(controls) -> list[str]:
              "paired 95 % bootstrap over images) lies below 0 (*resolved*); whether the map also beats random "
              "deletion of exactly as many pixels in each image (*count-matched random*, mean of 5 seeds); whether "
              "its SRG = AUC(LeRF) − AUC(MoRF) on full rankings under ROAD's imputation fill is above the "
-             "original map's (*survives*); and whether the original map given the sign-aware directed fill "
-             "is no longer beaten (*closes the gap*). A verdict word is given only where the comparison rests on at "
+             "original map's (*survives*). Then the *ranking × fill* design: at the map's own pixel counts per image, "
+             "the map and the original map's top pixels under four fills (the claim's constant fill; *pixel-sign*, "
+             "a pixel's channels to 0 or 1 by the sign of its channel-summed gradient; *channel-sign*, each "
+             "pixel-channel by its own gradient's sign; imputation): the *ranking effect* (map − original at the "
+             "same count, per fill) and the *fill effects* (pixel-sign − constant, channel-sign − pixel-sign, per "
+             "ranking), and which of them carries the gain. A verdict word is given only where the comparison rests "
+             "on at "
              f"least {MIN_IMAGES} images; below that the interval stands alone, marked too few to resolve. Every "
              "verdict is computed from `results/controls_*.json`; Table C (`tables/tableC_metric_controls.*`) has "
              "every number with its interval.", ""]  # fmt: skip

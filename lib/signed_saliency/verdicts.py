@@ -14,6 +14,7 @@ import statistics
 
 from signed_saliency.attribution import ATTRIBUTIONS, RELU_RULES
 from signed_saliency.controls import CLAIMS, seed_verdicts, too_few_text, verdicts
+from signed_saliency.decomposition import CELL_FILLS, FILL_STEPS
 from signed_saliency.evaluation import BEYOND_FILLS
 from signed_saliency.saliency import METHODS
 from signed_saliency.tables import cell_text, claim_word, final_randomization, interval_text, is_undefined, spread_text
@@ -53,16 +54,9 @@ def control_lines(record: dict) -> list[str]:
             parts.append(f"SRG gain over the original under imputation {gain}{survives}")
         else:
             parts.append("imputation fill not run")
-        against_directed = f"against the directed-fill original {interval_text(intervals[f'diff {kind}-directed'])}"
-        if verdict["too_few_images"]:
-            parts.append(against_directed)
-        elif not verdict["resolved"]:
-            parts.append(against_directed + ": no resolved gap to close")
-        else:
-            parts.append(against_directed + (": **the directed fill closes the gap**" if verdict["directed_closes_gap"]
-                                             else ": the gap stays"))  # fmt: skip
         size = f"{too_few_text(n)}" if verdict["too_few_images"] else f"n = {n}"
         lines.append(f"- {fill} deletion, {kind} ({size}): " + "; ".join(parts) + ".")
+        lines.append(f"  - {decomposition_line(record, fill, kind, verdict)}")
     leakage = record.get("leakage", {})
     if leakage:
         best = max(((v, k, p) for k, per in leakage.items() for p, v in per.items()), default=None)
@@ -71,6 +65,41 @@ def control_lines(record: dict) -> list[str]:
                      f"{best[0]:.3f} ({best[1]} map, {float(best[2]):.0%} deleted); naming the most frequent "
                      f"prediction scores {record.get('leakage_baseline', 1 / CLASSES):.3f}.")  # fmt: skip
     return lines
+
+
+def carriers(verdict: dict) -> str:
+    """Which effects of the ranking × fill design carry a claim's gain, in words, from ``controls.verdicts``."""
+    if verdict["too_few_images"]:
+        return ""
+    found = [text for key, text in (
+        ("ranking_given_sign", "the ranking (it still wins when both rankings get the pixel-sign fill)"),
+        ("sign_fill", "the sign-aware fill (the original ranking's AUC drops under the pixel-sign fill)"),
+        ("channel_fill", "per-channel granularity (channel-sign below pixel-sign for the original ranking)"),
+    ) if verdict[key]]  # fmt: skip
+    said = "carried by " + " and ".join(found) if found else "no effect resolved at 95 %"
+    if not verdict["ranking"]:
+        said += "; at matched counts under the claim's own fill the ranking is **not resolved**"
+    return said
+
+
+def decomposition_line(record: dict, fill: str, kind: str, verdict: dict) -> str:
+    """One claim's ranking × fill design (PROTOCOL §8) in a line: the ranking effect under each fill, the
+    original ranking's fill effects, and which of them carry the gain (computed, ``carriers``)."""
+    intervals = record["intervals"]
+    if f"diff ranking {kind}/{fill}/constant" not in intervals:
+        return "ranking × fill: not in this record (written before PROTOCOL §8's crossed design; rerun notebook 08)"
+    size = too_few_text(verdict["images"]) if verdict["too_few_images"] else f"n = {verdict['images']}"
+    cells = [c for c in CELL_FILLS if f"diff ranking {kind}/{fill}/{c}" in intervals]
+    ranking = ", ".join(f"{fill if c == 'constant' else c} "
+                        f"{interval_text(intervals[f'diff ranking {kind}/{fill}/{c}'])}"
+                        for c in cells)  # fmt: skip
+    steps = ", ".join(f"{a if a != 'constant' else fill} − {b if b != 'constant' else fill} "
+                      f"{interval_text(intervals[f'diff fill {kind}/{fill}/original/{a}-{b}'])}"
+                      for a, b in FILL_STEPS)  # fmt: skip
+    said = carriers(verdict)
+    return (f"ranking × fill ({size}): at the {kind} map's own pixel counts, ranking effect ({kind} − "
+            f"count-matched original) under {ranking}; fill effects for the original ranking: {steps}"
+            + (f": {said}" if said else "") + ".")  # fmt: skip
 
 
 def claim_lines(deletion: dict | None, controls: dict | None) -> list[str]:

@@ -333,16 +333,18 @@ def _written_since(path: Path, moment: float) -> bool:
 
 
 def tables_job(profile: str, figures_dir: str | Path | None = None) -> list[Path]:
-    """The workflow's final job: every table and the README, from the records read once. Run by the front end
-    (``$SIGNED_SALIENCY_INVOCATION`` set), it first records the invocation's wall time, so that the README
-    written next reports it; only the README's own writing and Snakemake's exit fall outside that time."""
+    """The workflow's final job: every table, the findings figure and the README, from the records read once.
+    Run by the front end (``$SIGNED_SALIENCY_INVOCATION`` set), it first records the invocation's wall time, so
+    that the README written next reports it; only the README's own writing and Snakemake's exit fall outside
+    that time."""
     from signed_saliency import readme, report, tables
+    from signed_saliency.findings import write_findings_figure
     from signed_saliency.profiles import get_profile
 
     chosen = get_profile(profile)
     figures = Path(figures_dir) if figures_dir else paths.FIGURES_DIR / profile
     found = records.load(chosen.columns, figures)
-    written = tables.assemble(chosen, figures, found)
+    written = [*tables.assemble(chosen, figures, found), *write_findings_figure(chosen, found.own, figures)]
     if os.environ.get(INVOCATION_ENV):
         started = json.loads(os.environ[INVOCATION_ENV])
         record = wall_time(started, time.time() - started["started"])
