@@ -419,8 +419,11 @@ def _edge_masks(side: int) -> dict:
     return masks
 
 
+@pytest.mark.parametrize("solver", ["direct", "refined CG"])
 @pytest.mark.parametrize("side", [32, 224])
-def test_imputation_equals_spsolve_to_1e_5_on_edge_cases(side):
+def test_imputation_equals_spsolve_to_1e_5_on_edge_cases(side, solver, monkeypatch):
+    # Each solver at each size: the direct one where the images are small enough for it, refined CG elsewhere.
+    monkeypatch.setattr(imputation, "DIRECT_PIXELS", side * side if solver == "direct" else 0)
     generator = torch.Generator().manual_seed(side)
     masks = _edge_masks(side)
     images = torch.rand(len(masks), 3, side, side, generator=generator)
@@ -433,3 +436,14 @@ def test_imputation_equals_spsolve_to_1e_5_on_edge_cases(side):
     # Every pixel but one deleted: the exact answer is the kept pixel's value everywhere.
     kept = images[2, :, -1, 0].double().numpy()[:, None, None]
     assert np.abs(ours[2] - kept).max() <= 1e-5
+
+
+def test_the_direct_solve_gives_the_same_bits_on_one_thread_and_on_two():
+    from signed_saliency import cholesky
+
+    generator = np.random.default_rng(0)
+    images = generator.random((16, 3, 32, 32))
+    masks = generator.random((16, 32, 32)) < np.linspace(0.05, 0.95, 16)[:, None, None]
+    one, two = cholesky.impute(images, masks, threads=1), cholesky.impute(images, masks, threads=2)
+    assert np.array_equal(one, two)
+    assert np.array_equal(one[~masks[:, None].repeat(3, 1)], images[~masks[:, None].repeat(3, 1)])

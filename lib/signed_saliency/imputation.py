@@ -2,10 +2,10 @@
 
 Every deleted pixel-channel becomes the weighted mean of its 8 in-image neighbours (1/6 edge, 1/12
 diagonal), kept pixels fixed: one sparse linear system per image and channel. ``linear_imputation``
-solves all of them at once by float64 iterative refinement around float32 conjugate gradients with a
-symmetric multigrid V-cycle as preconditioner (``_vcycle``); ``ImputationFill`` adds ROAD's seeded Gaussian
-noise and is the fill that
-``deletion.deletion_curves`` and ``controls.control_curves`` call.
+solves all of them at once: small images on the CPU exactly, by the compiled envelope Cholesky of
+``cholesky``; larger images and GPU tensors by float64 iterative refinement around float32 conjugate
+gradients with a symmetric multigrid V-cycle as preconditioner (``_vcycle``). ``ImputationFill`` adds ROAD's
+seeded Gaussian noise and is the fill that ``deletion.deletion_curves`` and ``controls.control_curves`` call.
 """
 
 from __future__ import annotations
@@ -17,10 +17,15 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from signed_saliency import cholesky
 from signed_saliency.checks import check_images, check_seed
 
 NOISE = 0.01  # ROAD's standard deviation, on the [0, 1] pixel scale
 _IMPUTATION_PIXELS = 128 * 32 * 32  # pixels per imputation solve: 128 CIFAR-10 images
+# Images of at most this many pixels are solved directly on the CPU (``cholesky``): measured on 3,072 CIFAR-10
+# systems 0.62 s against 5.1 s by refined CG; at 224 px, where an image row's envelope is 224 wide, the direct
+# solve costs 16 / 304 / 924 ms a system with 10 / 50 / 90 % of a blob deleted, refined CG 234 / 309 / 675 ms.
+DIRECT_PIXELS = 64 * 64
 TOLERANCE = 1e-10  # the float64 residual (pixel units) at which refinement stops: 6e-8 from spsolve, measured
 _INNER = 1e-5  # each float32 CG solve's residual, relative to the residual it is given
 _REFINEMENTS = 8
@@ -101,11 +106,13 @@ def linear_imputation(
     """ROAD's linear imputation without noise: every deleted pixel-channel becomes the weighted mean of
     its in-image 8 neighbours (1/6 edge, 1/12 diagonal, renormalised at borders), kept pixels fixed.
 
-    The systems of all images and channels are solved at once by mixed-precision iterative refinement: the
-    residual in float64, each correction by float32 conjugate gradients with a multigrid V-cycle as
-    preconditioner, until every float64 residual is below ``tolerance`` (pixel units). Measured: within
-    1e-8 of ``scipy.sparse.linalg.spsolve`` even where every pixel but one is deleted at 224 px (a float32
-    solve alone is off by 1e-2 there), and equal to Quantus' ``noisy_linear_imputation`` with ``noise=0``.
+    Images of at most ``DIRECT_PIXELS`` pixels on the CPU are solved exactly, one envelope Cholesky per image
+    (``cholesky.impute``, on ``torch.get_num_threads()`` threads; ``tolerance`` and ``max_iterations`` do not
+    apply). The others are solved at once by mixed-precision iterative refinement: the residual in float64,
+    each correction by float32 conjugate gradients with a multigrid V-cycle as preconditioner, until every
+    float64 residual is below ``tolerance`` (pixel units). Measured: both within 1e-8 of
+    ``scipy.sparse.linalg.spsolve`` even where every pixel but one is deleted at 224 px (a float32 solve
+    alone is off by 1e-2 there), and equal to Quantus' ``noisy_linear_imputation`` with ``noise=0``.
 
     Args:
         images: (B, K, H, W) in [0, 1].
@@ -126,6 +133,10 @@ def linear_imputation(
                          "from, so keep the fractions below 1 for the imputation fill")  # fmt: skip
     if not deleted.any():
         return images.clone()
+    if images.device.type == "cpu" and height * width <= DIRECT_PIXELS:
+        # The exact direct solve (cholesky), every image in one compiled call on this process's threads.
+        filled = cholesky.impute(images.double().numpy(), deleted[:, 0].numpy(), torch.get_num_threads())
+        return torch.from_numpy(filled).to(images.dtype)
     chunk = max(1, _IMPUTATION_PIXELS // (height * width))
     if batch > chunk:  # measured fastest: larger tensors spend their time in page faults, smaller in overheads
         return torch.cat([linear_imputation(images[i : i + chunk], deleted[i : i + chunk], tolerance, max_iterations)
