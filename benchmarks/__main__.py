@@ -59,10 +59,16 @@ def run_deletion(device, sizes, args) -> dict:
 
 
 def run_imputation(device, sizes, args) -> dict:
-    cifar = load_dataset("cifar10", "test", str(paths.data_root(args.data_root))).subset(256, 0).batch(slice(None))
+    root = str(paths.data_root(args.data_root))
+    cifar = load_dataset("cifar10", "test", root).subset(256, 0).batch(slice(None))
+    imagenette = load_dataset("imagenette", "val", root).subset(8, 0).batch(slice(None))
     torch.manual_seed(0)
     model = build("cnn").eval().to(device)
-    return {"imputation": [imputation.run(model, cifar.to(device), "CNN (random weights), CIFAR-10", args.repeats)]}
+    return {"imputation": [
+        imputation.run(model, cifar.to(device), "CNN (random weights), CIFAR-10 32×32", args.repeats),
+        imputation.run(model, imagenette.to(device), "CNN (random weights), Imagenette 224×224", args.repeats,
+                       imputation.FRACTIONS_224),
+    ]}  # fmt: skip
 
 
 def run_training(device, sizes, args) -> dict:

@@ -76,13 +76,17 @@ def _section(r: dict) -> list[str]:
         lines.append(f"| {row['what']} | {_ms(row['seconds'])} | {row['gain']:.2f}× | "
                      f"{'yes' if row['identical'] else '**no**'} |")  # fmt: skip
     if r.get("imputation"):
-        lines += ["", "### ROAD's linear imputation (PROTOCOL §8): every image × fraction of 256 images", "",
-                  "| what | images × fractions | systems | ours | Quantus, per image | speed-up | max abs difference |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", "### ROAD's linear imputation (PROTOCOL §8): every non-empty MoRF mask, image × fraction", "",
+                  "| what | images × fractions | systems | ours | per system | Quantus, per image | speed-up | "
+                  "max abs difference | solver's share of an imputation curve |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for row in r["imputation"]:
+            share = f"{row['solver_share']:.0%}" if "solver_share" in row else "not measured"
+            per_system = f"{row['per_system'] * 1000:.2f} ms" if "per_system" in row else "not measured"
             lines.append(f"| {row['what']} | {row['images']} × {row['fractions']} | {row['systems']:,} | "
-                         f"{_ms(row['ours'])} | {_ms(row['quantus'])} | {row['quantus'] / row['ours']:.1f}× | "
-                         f"{row['max_abs_difference']:.1e} |")  # fmt: skip
+                         f"{_ms(row['ours'])} | {per_system} | {_ms(row['quantus'])} | "
+                         f"{row['quantus'] / row['ours']:.1f}× | {row['max_abs_difference']:.1e} | "
+                         f"{share} |")  # fmt: skip
     t = r["training"]
     lines += ["", "### Training", "", "| what | ours | theirs | speed-up |", "|---|---|---|---|",
               f"| CNN on CIFAR-10, batch {t['batch']}, {t['steps']} steps: images/s (ours: uint8 tensor; theirs: "

@@ -108,7 +108,10 @@ def test_report_renders_every_row(tmp_path):
                             "load_seconds": 1.4, "frozen_size": 224, "frozen_images": 64, "frozen_epochs": 3,
                             "cached": 2.0, "through": 6.0},
                "imputation": [{"what": "CNN, CIFAR-10", "images": 256, "fractions": 13, "systems": 3072, "ours": 3.6,
-                               "quantus": 14.4, "max_abs_difference": 4e-6}],
+                               "quantus": 14.4, "max_abs_difference": 4e-6},
+                              {"what": "CNN, 224", "images": 8, "fractions": 6, "systems": 48, "ours": 4.8,
+                               "quantus": 48.0, "max_abs_difference": 1e-9, "per_system": 0.1, "forward": 0.2,
+                               "solver_share": 0.96}],
                "end_to_end": {"smoke": {"seconds": 198.0, "how": "rerun now"}}, "note": "an older run."}  # fmt: skip
     report.save(results, "cpu", tmp_path)
     assert json.loads((tmp_path / "results_cpu.json").read_text()) == results
@@ -120,7 +123,11 @@ def test_report_renders_every_row(tmp_path):
     assert "| chunks, channels-last | 2,000 ms | 1.25× | 1.0e-04 (of 2.0e-03) |" in text
     assert "| 3,000 | 1,000 | 3.00× |" in text and "| 2,000 ms | 6,000 ms | 3.00× |" in text
     assert "| `smoke` | 3.3 min | rerun now |" in text and "Note: an older run." in text
-    assert "| CNN, CIFAR-10 | 256 × 13 | 3,072 | 3,600 ms | 14,400 ms | 4.0× | 4.0e-06 |" in text
+    assert (
+        "| CNN, CIFAR-10 | 256 × 13 | 3,072 | 3,600 ms | not measured | 14,400 ms | 4.0× | 4.0e-06 | not measured |"
+        in text
+    )
+    assert "| CNN, 224 | 8 × 6 | 48 | 4,800 ms | 100.00 ms | 48,000 ms | 10.0× | 1.0e-09 | 96% |" in text
 
 
 def test_imputation_row_fills_what_quantus_fills():
@@ -128,7 +135,9 @@ def test_imputation_row_fills_what_quantus_fills():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 64, 10))
     row = imputation.run(model.eval(), torch.rand(3, 3, 8, 8), "tiny", repeats=1)
     assert row["systems"] == 3 * (len(FRACTIONS) - 1) and row["max_abs_difference"] < 1e-5
-    assert row["ours"] > 0 and row["quantus"] > 0
+    assert row["ours"] > 0 and row["quantus"] > 0 and row["forward"] > 0
+    assert row["per_system"] == pytest.approx(row["ours"] / row["systems"])
+    assert row["solver_share"] == pytest.approx(row["ours"] / (row["ours"] + row["forward"]))
 
 
 def test_interleaved_medians_time_each_function_in_turn():

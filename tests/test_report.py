@@ -163,3 +163,11 @@ def test_the_readme_findings_are_what_the_committed_records_say(tmp_path):
             "[0.247, 0.290] against 0.240 ± 0.003") in "\n".join(block)  # fmt: skip
     with pytest.raises(ValueError, match="no <!-- findings:quick --> … <!-- /findings --> block"):
         readme.with_block("# a README without the markers")
+    # The run-time line: the last invocation's wall time and runs, read here straight from its record.
+    wall = json.loads((paths.FIGURES_DIR / "quick" / "results" / "workflow.json").read_text())
+    (line,) = readme.runtime_block()
+    minutes, jobs = wall["wall_seconds"] / 60, wall["jobs_at_once"]
+    assert f"took **{minutes:.1f} min** of wall time when last run, {jobs} jobs" in line
+    assert ", ".join(wall["runs"]) in line and wall["finished"][:10] in line
+    with pytest.raises(ValueError, match="no <!-- runtime:quick --> … <!-- /runtime --> block"):
+        readme.with_block(text.replace("<!-- runtime:quick -->", ""))

@@ -7,7 +7,8 @@ paired 95 % interval, its n and the verdict of PROTOCOL §8 with the effect that
 ``findings.carried``), or "too few images" below 30; then, in words,
 where the original map's curve is not above a random map's. A test fails
 when the README's block is not what the records give; the tables job of ``quick`` (the workflow's last)
-rewrites it, as does ``python -m signed_saliency.readme``.
+rewrites it, as does ``python -m signed_saliency.readme``. A second block, ``<!-- runtime:quick -->``, says how
+long ``make reproduce`` took when last run, on which CPU and numerics (``runtime_block``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from signed_saliency import paths
 from signed_saliency.controls import CLAIMS, too_few_text, verdicts
 from signed_saliency.findings import against_random, carried
 from signed_saliency.io import atomic_write_text
+from signed_saliency.numerics import summary
 from signed_saliency.profiles import get_profile
 from signed_saliency.records import load
 from signed_saliency.tables import interval_text
 
 PROFILE = "quick"  # the profile whose findings the README leads with
 START, END = "<!-- findings:{profile} -->", "<!-- /findings -->"
+RUNTIME_START, RUNTIME_END = "<!-- runtime:{profile} -->", "<!-- /runtime -->"
 
 
 def findings_block(profile: str = PROFILE, figures_dir: str | Path | None = None) -> list[str]:
@@ -54,14 +57,36 @@ def findings_block(profile: str = PROFILE, figures_dir: str | Path | None = None
     return lines + ([""] + [f"- {line}" for line in against] if against else [])
 
 
-def with_block(text: str, profile: str = PROFILE, figures_dir: str | Path | None = None) -> str:
-    """``text`` (a README) with its findings block for ``profile`` replaced by what the records give."""
-    start = START.format(profile=profile)
-    if start not in text or END not in text.split(start, 1)[1]:
-        raise ValueError(f"the README has no {start} … {END} block to fill")
+def runtime_block(profile: str = PROFILE, figures_dir: str | Path | None = None) -> list[str]:
+    """How long ``make reproduce`` of ``profile`` took when last run, and where and under which numerics, from
+    its wall-time record (``results/workflow.json``) and its run records; one line."""
+    chosen = get_profile(profile)
+    figures = Path(figures_dir) if figures_dir else paths.FIGURES_DIR / profile
+    found = load(chosen.columns, figures)
+    wall = found.wall_time
+    if not wall:
+        return [f"`make reproduce` of `{profile}` has no recorded run yet."]
+    machines = sorted({summary((found.own[c.id]["run"] or {}).get("numerics")) for c in chosen.columns})
+    machines = [m if m != "not recorded" else "a machine whose numerics were not recorded" for m in machines]
+    return [f"`make reproduce` (the `{profile}` profile, {', '.join(wall['runs'])}) took "
+            f"**{wall['wall_seconds'] / 60:.1f} min** of wall time when last run, {wall['jobs_at_once']} jobs at "
+            f"once, on {'; '.join(machines)} (finished {wall['finished'][:10]}); "
+            f"[`figures/{profile}/README.md`](figures/{profile}/README.md) has each column's and notebook's "
+            "time."]  # fmt: skip
+
+
+def _replace(text: str, start: str, end: str, lines: list[str]) -> str:
+    if start not in text or end not in text.split(start, 1)[1]:
+        raise ValueError(f"the README has no {start} … {end} block to fill")
     before, rest = text.split(start, 1)
-    after = rest.split(END, 1)[1]
-    return before + start + "\n" + "\n".join(findings_block(profile, figures_dir)) + "\n" + END + after
+    return before + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1]
+
+
+def with_block(text: str, profile: str = PROFILE, figures_dir: str | Path | None = None) -> str:
+    """``text`` (a README) with its findings and runtime blocks for ``profile`` replaced by what the records
+    give."""
+    text = _replace(text, START.format(profile=profile), END, findings_block(profile, figures_dir))
+    return _replace(text, RUNTIME_START.format(profile=profile), RUNTIME_END, runtime_block(profile, figures_dir))
 
 
 def main() -> int:
