@@ -27,6 +27,10 @@ pytestmark = pytest.mark.data
 @pytest.fixture(scope="module")
 def checkpoints(data_root, tmp_path_factory):
     folder = tmp_path_factory.mktemp("checkpoints")
+    if os.environ.get("SIGNED_SALIENCY_SCREENSHOT_CHECKPOINT"):  # the README's screenshot shows a profile's model
+        (folder / Path(os.environ["SIGNED_SALIENCY_SCREENSHOT_CHECKPOINT"]).name).symlink_to(
+            os.environ["SIGNED_SALIENCY_SCREENSHOT_CHECKPOINT"])  # fmt: skip
+        return folder
     fit(TrainConfig(epochs=1, batch_size=32, train_size=3000, test_size=200), data_root=data_root,
         checkpoint_dir=folder, progress=False)  # fmt: skip
     return folder
@@ -238,7 +242,9 @@ def test_explorer_in_a_real_browser(voila, tmp_path):
         assert page.inner_text(".ss-deletion") != deletion
         assert not outside, f"the page asked for files from outside the machine: {outside}"
         page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
-        if os.environ.get("SIGNED_SALIENCY_SCREENSHOT"):  # how the README's screenshot is made
+        # How the README's screenshot is made: SIGNED_SALIENCY_SCREENSHOT=docs/explorer.png with
+        # SIGNED_SALIENCY_SCREENSHOT_CHECKPOINT naming the quick profile's CIFAR-10 CNN checkpoint.
+        if os.environ.get("SIGNED_SALIENCY_SCREENSHOT"):
             page.screenshot(path=os.environ["SIGNED_SALIENCY_SCREENSHOT"], full_page=True)
         browser.close()
     assert (tmp_path / "explorer.png").stat().st_size > 10_000
