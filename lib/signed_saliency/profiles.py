@@ -175,6 +175,9 @@ PROFILES = {
         # Notebook 08's verdicts need 30 images (PROTOCOL §8), which the Imagenette columns get by leaving out
         # ROAD's imputation (measured per test image at 224 px: CNN 1.8 s without it, 41 s with it; ResNet-18
         # 15.8 s and 63 s): 200 images for the CNN, 30 for ResNet-18; the CNN's Tables 2-3 on 500.
+        # Under NUMERICS=reproducible (kernels capped at AVX2) the Imagenette ResNet-18 gave 0.290 after epoch 2
+        # and 0.268 after epoch 3 (2026-12-05): its 3 epochs no longer reach 0.40, and it needs more epochs or
+        # images at the next regeneration (an epoch of 4,000 images takes about 350 s here).
         (
             Column(
                 "cifar10",
