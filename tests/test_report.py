@@ -157,10 +157,12 @@ def test_the_readme_findings_are_what_the_committed_records_say(tmp_path):
     text = (paths.REPO_ROOT / "README.md").read_text()
     assert readme.with_block(text) == text, "the README's findings block is stale: python -m signed_saliency.readme"
     block = readme.findings_block()
-    assert block[2].startswith("| cifar10/cnn (0.611) | -0.155 [-0.172, -0.138], n = 500: **resolved** |")
-    assert "too few images (n = 2) to resolve" in block[5] and "resolved**" not in block[5]
-    assert ("- cifar10/cnn, black deletion: the original (sign-blind) map is worse than a random map, AUC 0.268 "
-            "[0.247, 0.290] against 0.240 ± 0.003") in "\n".join(block)  # fmt: skip
+    assert block[2].startswith("| cifar10/cnn (0.600) | -0.145 [-0.161, -0.130], n = 500: **resolved**; carried by "
+                               "fill |")  # fmt: skip
+    # A claim that is not resolved names no carrier, even where its effects are resolved.
+    assert "| 0.022 [-0.014, 0.059], n = 200: not resolved |" in block[4] and block[4].startswith("| imagenette/cnn")
+    assert ("- cifar10/cnn, black deletion: the original (sign-blind) map is no better than a random map, AUC 0.233 "
+            "[0.213, 0.253] against 0.236 ± 0.002") in "\n".join(block)  # fmt: skip
     with pytest.raises(ValueError, match="no <!-- findings:quick --> … <!-- /findings --> block"):
         readme.with_block("# a README without the markers")
     # The run-time line: the last invocation's wall time and runs, read here straight from its record.

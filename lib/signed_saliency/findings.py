@@ -81,7 +81,7 @@ def findings_lines(profile, records: dict) -> list[str]:
                 fill_effect = controls["intervals"][f"diff fill {kind}/{fill}/original/pixel-sign-constant"]
                 text += (f"; ranking effect under the pixel-sign fill {interval_text(ranking)}, fill effect "
                          f"{interval_text(fill_effect)}")  # fmt: skip
-                word = carried(verdict)
+                word = carried(verdict) if verdict["resolved"] else None
                 text += f": carried by {word}" if word and word != "neither resolved" else (f": {word}" if word else "")
             lines.append(text + ".")
         lines += [f"- {line}" for line in against_random(column, controls)]

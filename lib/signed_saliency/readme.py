@@ -48,7 +48,7 @@ def findings_block(profile: str = PROFILE, figures_dir: str | Path | None = None
             if verdict["too_few_images"]:
                 cells.append(f"{interval}: {too_few_text(verdict['images'])}")
             else:
-                word = carried(verdict)
+                word = carried(verdict) if verdict["resolved"] else None
                 cells.append(f"{interval}, n = {verdict['images']}: "
                              + ("**resolved**" if verdict["resolved"] else "not resolved")
                              + (f"; carried by {word}" if word and word != "neither resolved" else ""))  # fmt: skip
@@ -70,7 +70,7 @@ def runtime_block(profile: str = PROFILE, figures_dir: str | Path | None = None)
     machines = [m if m != "not recorded" else "a machine whose numerics were not recorded" for m in machines]
     return [f"`make reproduce` (the `{profile}` profile, {', '.join(wall['runs'])}) took "
             f"**{wall['wall_seconds'] / 60:.1f} min** of wall time when last run, {wall['jobs_at_once']} jobs at "
-            f"once, on {'; '.join(machines)} (finished {wall['finished'][:10]}); "
+            f"once (the notebook jobs' numerics and CPU: {'; '.join(machines)}; finished {wall['finished'][:10]}); "
             f"[`figures/{profile}/README.md`](figures/{profile}/README.md) has each column's and notebook's "
             "time."]  # fmt: skip
 

@@ -71,6 +71,12 @@ def carriers(verdict: dict) -> str:
     """Which effects of the ranking × fill design carry a claim's gain, in words, from ``controls.verdicts``."""
     if verdict["too_few_images"]:
         return ""
+    if not verdict["resolved"]:
+        said = "no resolved gain to carry"
+        if verdict["ranking"]:
+            said += ("; at matched counts the map's ranking beats the original's under the claim's own fill, so its "
+                     "fewer deleted pixels, not its ranking, keep it from beating the original")  # fmt: skip
+        return said
     found = [text for key, text in (
         ("ranking_given_sign", "the ranking (it still wins when both rankings get the pixel-sign fill)"),
         ("sign_fill", "the sign-aware fill (the original ranking's AUC drops under the pixel-sign fill)"),
