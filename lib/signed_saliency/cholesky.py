@@ -113,9 +113,12 @@ def _solve_one(image: np.ndarray, mask: np.ndarray, out: np.ndarray) -> None:
 
 
 @numba.njit(parallel=True, cache=True)
-def _solve_all(images: np.ndarray, masks: np.ndarray, out: np.ndarray) -> None:
-    for b in numba.prange(images.shape[0]):
-        _solve_one(images[b], masks[b], out[b])
+def _solve_all(images: np.ndarray, masks: np.ndarray, out: np.ndarray, threads: int) -> None:
+    # Thread t takes images t, t + threads, …: batches come ordered by fraction (small systems first), and
+    # prange's contiguous halves would give one thread all the large ones.
+    for t in numba.prange(threads):
+        for b in range(t, images.shape[0], threads):
+            _solve_one(images[b], masks[b], out[b])
 
 
 def impute(images: np.ndarray, masks: np.ndarray, threads: int = 1) -> np.ndarray:
@@ -124,6 +127,7 @@ def impute(images: np.ndarray, masks: np.ndarray, threads: int = 1) -> np.ndarra
     images = np.ascontiguousarray(images, dtype=np.float64)
     masks = np.ascontiguousarray(masks, dtype=np.bool_)
     out = np.empty_like(images)
-    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-    _solve_all(images, masks, out)
+    threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
+    _solve_all(images, masks, out, threads)
     return out
