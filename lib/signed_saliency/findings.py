@@ -40,6 +40,8 @@ def against_random(column, controls: dict | None) -> list[str]:
         return []
     lines = []
     for fill in ("black", "white"):
+        if fill not in controls.get("random", {}) or f"auc paper/{fill}/original" not in controls["intervals"]:
+            continue  # a record without the random-map control has nothing to compare with
         mean, low, high = controls["intervals"][f"auc paper/{fill}/original"]
         random = controls["random"][fill]
         if random["mean"] <= high:
