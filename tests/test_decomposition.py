@@ -138,3 +138,26 @@ def test_a_planted_ranking_effect_is_resolved_and_the_fill_effects_are_not():
     assert verdict["ranking"] is True and verdict["ranking_given_sign"] is True
     assert verdict["sign_fill"] is False and verdict["channel_fill"] is False
     assert carriers(verdict) == "carried by the ranking (it still wins when both rankings get the pixel-sign fill)"
+
+
+def test_the_decomposition_figure_draws_both_rankings_under_every_fill_inside_its_canvas():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from signed_saliency.plotting import ORIGINAL_RANKING, SIGNED_RANKING, plot_decomposition
+
+    model, images = _model_and_images(n=10)
+    maps = saliency_maps(model, images)
+    curves = controls.control_curves(model, images, maps, target_gradient(model, images, None)[1], seeds=(0,))
+    record = controls.summarize(curves, resamples=50)
+    fig = plot_decomposition(record, "tiny")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["positive (black)", "active (black)", "negative (white)",
+                                                 "inactive (white)"]  # fmt: skip
+    for ax in panels:  # the claim's constant fill, then the three others
+        assert [t.get_text() for t in ax.get_xticklabels()][1:] == ["pixel-sign", "channel-sign", "imputation"]
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [SIGNED_RANKING, ORIGINAL_RANKING]
+    assert fig._suptitle.get_position()[1] <= 1 and "n = 10" in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="no ranking × fill"):
+        plot_decomposition({"intervals": {}, "images": 3})

@@ -287,6 +287,9 @@ def plot_control_grids(record: Mapping, title: str = "") -> Figure:
     return fig
 
 
+SIGNED_RANKING, ORIGINAL_RANKING = "the claim's map", "the original map's top n pixels (n: the claim's map's)"
+
+
 def plot_decomposition(record: Mapping, title: str = "") -> Figure:
     """The ranking × fill design of each claim (PROTOCOL §8) from a ``controls.summarize`` record: per claim a
     seaborn point plot of the eight AUCs, the signed map and the count-matched original under each fill, with
@@ -310,20 +313,25 @@ def plot_decomposition(record: Mapping, title: str = "") -> Figure:
                     continue
                 # The interval's three numbers: a median estimator puts the point at the mean and a 100 %
                 # percentile interval spans low to high, so seaborn draws exactly the bootstrap interval.
-                label = f"{kind} map" if ranking == "signed" else "original map, top n pixels"
+                label = SIGNED_RANKING if ranking == "signed" else ORIGINAL_RANKING
                 rows += [{"claim": f"{kind} ({fill})", "fill": fill if cell == "constant" else cell,
                           "ranking": label, "AUC": v} for v in intervals[key]]  # fmt: skip
     data = pd.DataFrame(rows)
     grid = sns.catplot(data, kind="point", x="fill", y="AUC", hue="ranking", col="claim", col_wrap=2,
                        estimator="median", errorbar=("pi", 100), dodge=0.3, height=2.6, aspect=1.5,
-                       palette=["tab:red", "0.35"], sharex=False, linestyle="none", markersize=5)  # fmt: skip
+                       palette={SIGNED_RANKING: "tab:red", ORIGINAL_RANKING: "0.35"},
+                       hue_order=[SIGNED_RANKING, ORIGINAL_RANKING], sharex=False, linestyle="none", markersize=5,
+                       legend=False)  # fmt: skip
     grid.set_titles("{col_name}", size=9)
-    grid.set_axis_labels("fill (same pixels deleted in every cell)", "deletion AUC, lower is better")
+    grid.set_axis_labels("fill (same pixels deleted in every cell)", "AUC, lower is better")
     for ax in grid.axes.flat:
         ax.tick_params(labelsize=8)
-    sns.move_legend(grid, "lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, title=None, fontsize=8,
-                    frameon=False)  # fmt: skip
     fig = grid.figure
-    fig.suptitle((title + "\n" if title else "") + "ranking × fill at matched pixel counts (95 % bootstrap "
-                 f"intervals, n = {record['images']})", fontsize=10, y=1.08)  # fmt: skip
+    # Title and legend inside the figure: save_figure keeps the canvas as it is, so nothing may lie above it.
+    fig.subplots_adjust(top=0.8)
+    fig.suptitle((title + ": " if title else "") + "ranking × fill at matched pixel counts (95 % bootstrap "
+                 f"intervals, n = {record['images']})", fontsize=10, y=0.985)  # fmt: skip
+    handles = [plt.Line2D([], [], color=c, marker="o", linestyle="none") for c in ("tab:red", "0.35")]
+    fig.legend(handles, [SIGNED_RANKING, ORIGINAL_RANKING], loc="upper center", bbox_to_anchor=(0.5, 0.935),
+               ncol=2, fontsize=8, frameon=False)  # fmt: skip
     return fig
