@@ -21,8 +21,9 @@ FIGURE = "fig_findings_{profile}"
 def carried(verdict: dict) -> str | None:
     """Which effect carries a claim's gain, in a word or two (``controls.verdicts``): ``"ranking"`` (it still
     wins when both rankings get the pixel-sign fill), ``"fill"`` (the original ranking gains from the sign-aware
-    fill), both, or ``"neither resolved"``; None where the record has no ranking × fill or too few images."""
-    if verdict.get("ranking_given_sign") is None:
+    fill), both, or ``"neither resolved"``; None where the claim is not resolved (no gain to carry) or the record
+    has no ranking × fill or too few images."""
+    if verdict.get("ranking_given_sign") is None or not verdict["resolved"]:
         return None
     found = [name for name, key in (("ranking", "ranking_given_sign"), ("fill", "sign_fill")) if verdict[key]]
     return " and ".join(found) if found else "neither resolved"
@@ -83,13 +84,13 @@ def findings_lines(profile, records: dict) -> list[str]:
                 fill_effect = controls["intervals"][f"diff fill {kind}/{fill}/original/pixel-sign-constant"]
                 text += (f"; ranking effect under the pixel-sign fill {interval_text(ranking)}, fill effect "
                          f"{interval_text(fill_effect)}")  # fmt: skip
-                word = carried(verdict) if verdict["resolved"] else None
+                word = carried(verdict)
                 text += f": carried by {word}" if word and word != "neither resolved" else (f": {word}" if word else "")
             lines.append(text + ".")
         lines += [f"- {line}" for line in against_random(column, controls)]
     if not said:
         return []
-    return [*lines, "", f"![Findings](fig_findings_{profile.name}.png)", ""]
+    return [*lines, "", f"![Findings]({FIGURE.format(profile=profile.name)}.png)", ""]
 
 
 def findings_frame(profile, records: dict):

@@ -48,7 +48,7 @@ def findings_block(profile: str = PROFILE, figures_dir: str | Path | None = None
             if verdict["too_few_images"]:
                 cells.append(f"{interval}: {too_few_text(verdict['images'])}")
             else:
-                word = carried(verdict) if verdict["resolved"] else None
+                word = carried(verdict)
                 cells.append(f"{interval}, n = {verdict['images']}: "
                              + ("**resolved**" if verdict["resolved"] else "not resolved")
                              + (f"; carried by {word}" if word and word != "neither resolved" else ""))  # fmt: skip
