@@ -1,7 +1,8 @@
 """ROAD's linear imputation of 256 CIFAR-10 images at the 13 fractions: ours against Quantus, per image.
 
-Ours: ``signed_saliency.imputation.linear_imputation`` on every image × fraction at once (conjugate
-gradients with a multigrid preconditioner, batched over images and channels). Theirs: Quantus'
+Ours: ``signed_saliency.imputation.linear_imputation`` on every image × fraction at once (at 32 px the exact
+envelope Cholesky of ``cholesky``, on this process's threads; at 224 px float64-refined conjugate gradients
+with a multigrid preconditioner, batched over images and channels). Theirs: Quantus'
 ``noisy_linear_imputation`` with ``noise=0`` (the code of tleemann/road_evaluation), one image at a
 time as ROAD and Quantus call it: a sparse system built with ``lil_matrix`` and solved by
 ``scipy.sparse.linalg.spsolve``. The masks are the full MoRF rankings (PROTOCOL §8) of a CNN's

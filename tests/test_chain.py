@@ -239,6 +239,30 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
     assert not output.exists() and output.with_suffix(".failed.ipynb").exists()
 
 
+def test_a_finished_notebook_is_not_interrupted_on_shutdown(tmp_path):
+    # jupyter_client sends SIGINT to the kernel's process group before every shutdown; a kernel that is between
+    # two messages then logs "ERROR | KeyboardInterrupt caught in kernel" in a successful job. A child process in
+    # that group records whether the interrupt came.
+    interrupted = tmp_path / "interrupted"
+    child = ("import signal, time\n"
+             f"signal.signal(signal.SIGINT, lambda *_: open({str(interrupted)!r}, 'w').close())\n"
+             "print('ready', flush=True)\ntime.sleep(3)")  # fmt: skip
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            f"import subprocess, sys\nchild = subprocess.Popen([sys.executable, '-c', {child!r}],"
+            " stdout=subprocess.PIPE)\nchild.stdout.readline()"
+        ),  # fmt: skip
+    ]
+    nbformat.write(notebook, tmp_path / "child.ipynb")
+    workflow.execute(tmp_path / "child.ipynb", tmp_path / "out.ipynb", {"x": 2})
+    time.sleep(1)  # the child's handler
+    assert (tmp_path / "out.ipynb").exists()
+    assert not interrupted.exists()
+
+
 def test_profiles_and_column_filter():
     assert set(PROFILES) == {"smoke", "demo", "quick", "paper"}
     demo = get_profile("demo")

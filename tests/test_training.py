@@ -81,6 +81,22 @@ def test_interrupted_run_resumes_to_the_same_weights(data_root, tmp_path, monkey
     assert not forced.reused and same_weights(forced.model, uninterrupted.model)  # seeded: deterministic
 
 
+def test_a_longer_run_resumes_from_a_finished_shorter_one(data_root, tmp_path, monkeypatch):
+    config = TrainConfig(epochs=2, train_size=1000, test_size=500)
+    uninterrupted = fit(config, data_root=data_root, checkpoint_dir=tmp_path / "a", progress=False)
+    shorter = fit(TrainConfig(epochs=1, train_size=1000, test_size=500), checkpoint_dir=tmp_path / "b",
+                  data_root=data_root, progress=False)  # fmt: skip
+    epochs = []
+    real_epoch = training._run_epoch
+    monkeypatch.setattr(training, "_run_epoch", lambda *a, **k: epochs.append(a[-1]) or real_epoch(*a, **k))
+    extended = fit(config, data_root=data_root, checkpoint_dir=tmp_path / "b", progress=False)
+    assert epochs == [1] and extended.resumed_from_epoch == 1  # only the second epoch ran
+    assert same_weights(extended.model, uninterrupted.model) and extended.history == uninterrupted.history
+    assert shorter.checkpoint.exists() and extended.checkpoint.exists()  # the shorter run is kept
+    forced = fit(config, data_root=data_root, checkpoint_dir=tmp_path / "b", force=True, progress=False)
+    assert epochs == [1, 0, 1] and same_weights(forced.model, uninterrupted.model)
+
+
 def test_a_checkpoint_from_other_data_is_refused_not_reused(data_root, tmp_path):
     config = TrainConfig(epochs=1, train_size=300, test_size=100)
     trained = fit(config, data_root=data_root, checkpoint_dir=tmp_path, progress=False)

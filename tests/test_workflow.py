@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from signed_saliency import paths, progress, records, reproduce, workflow
+from signed_saliency import paths, progress, readme, records, reproduce, workflow
 from signed_saliency.controls import CLAIMS, across_seeds, seed_verdicts
 from signed_saliency.profiles import get_profile
 from signed_saliency.records import seed_records, write_record
@@ -187,6 +187,48 @@ def test_the_readme_gives_the_invocation_wall_time_beside_the_summed_job_time(tm
     summary = write_summary(get_profile("quick"), tmp_path).read_text()
     assert "The last `reproduce` run took" not in summary and "wall time above" not in summary
     assert "(each job's own time, its training included in 01_train)." in summary
+
+
+def test_a_rerun_of_some_columns_keeps_the_last_full_run_time(tmp_path):
+    """ONLY=imagenette/resnet18 after a full run: its wall time names that column alone, and the full run's time
+    stays on record for the README, the profile's README and the next run's estimate."""
+    quick = get_profile("quick")
+
+    def ran(only, seconds):  # an invocation whose jobs wrote their columns' run records
+        started = workflow.invocation(workflow.plan("quick", only, figures_dir=tmp_path), 2)
+        for column in quick.select(only.split(",") if only else None):
+            write_record(tmp_path, "run", column.id, {"wall_seconds": seconds, "device": "cpu", "notebooks": {}})
+        return workflow.wall_time(started, seconds)
+
+    full = ran(None, 4915.4)
+    assert records.covers(full, quick.columns) and records.with_last_complete(full, None, quick.columns) == full
+    records.write_wall_time(tmp_path, full)
+    partial = ran("imagenette/resnet18", 2400.0)
+    assert partial["runs"] == ["imagenette/resnet18 seed 42"] and not records.covers(partial, quick.columns)
+    kept = records.with_last_complete(partial, records.read_wall_time(tmp_path), quick.columns)
+    assert kept["last_complete"] == full and kept["wall_seconds"] == 2400.0
+    # A second partial rerun carries the same full run along; a full run drops it.
+    again = records.with_last_complete({**partial, "wall_seconds": 60.0}, kept, quick.columns)
+    assert again["last_complete"] == full
+    assert "last_complete" not in records.with_last_complete(full, again, quick.columns)
+    records.write_wall_time(tmp_path, again)
+    (line,) = readme.runtime_block("quick", tmp_path)
+    assert line.startswith("`make reproduce` (the `quick` profile, cifar10/cnn seed 42, cifar10/resnet18 seed 42, "
+                           "imagenette/cnn seed 42, imagenette/resnet18 seed 42) took **81.9 min** of wall time "
+                           "when last run in full, 2 jobs at once")  # fmt: skip
+    assert "since then imagenette/resnet18 seed 42 alone ran in 1.0 min" in line
+    chosen = workflow.plan("quick", figures_dir=tmp_path, build_dir=tmp_path / "b")
+    assert reproduce.announcement(chosen, 2, "fast")[1].startswith(
+        "wall time: the last recorded run of this profile took 81.9 min with JOBS=2 for cifar10/cnn seed 42, "
+    )
+    summary = write_summary(quick, tmp_path).read_text()
+    assert "The last `reproduce` run took **1.0 minutes** of wall time, 2 jobs at once (`JOBS=2`), for " \
+           "imagenette/resnet18 seed 42" in summary  # fmt: skip
+    assert "The last run of every column before it took **81.9 minutes**, 2 jobs at once, for cifar10/cnn" in summary
+    records.write_wall_time(tmp_path, partial)  # no full run on record
+    assert readme.runtime_block("quick", tmp_path)[0].startswith(
+        "`make reproduce` of `quick` has not run in full on record: imagenette/resnet18 seed 42 alone ran in 40.0 min"
+    )
 
 
 def test_progress_lines_are_whole_labelled_lines(tmp_path, monkeypatch):

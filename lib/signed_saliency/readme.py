@@ -22,7 +22,7 @@ from signed_saliency.findings import against_random, carried
 from signed_saliency.io import atomic_write_text
 from signed_saliency.numerics import summary
 from signed_saliency.profiles import get_profile
-from signed_saliency.records import load
+from signed_saliency.records import covers, load
 from signed_saliency.tables import interval_text
 
 PROFILE = "quick"  # the profile whose findings the README leads with
@@ -68,11 +68,21 @@ def runtime_block(profile: str = PROFILE, figures_dir: str | Path | None = None)
         return [f"`make reproduce` of `{profile}` has no recorded run yet."]
     machines = sorted({summary((found.own[c.id]["run"] or {}).get("numerics")) for c in chosen.columns})
     machines = [m if m != "not recorded" else "a machine whose numerics were not recorded" for m in machines]
-    return [f"`make reproduce` (the `{profile}` profile, {', '.join(wall['runs'])}) took "
-            f"**{wall['wall_seconds'] / 60:.1f} min** of wall time when last run, {wall['jobs_at_once']} jobs at "
-            f"once (the notebook jobs' numerics and CPU: {'; '.join(machines)}; finished {wall['finished'][:10]}); "
-            f"[`figures/{profile}/README.md`](figures/{profile}/README.md) has each column's and notebook's "
-            "time."]  # fmt: skip
+    where = (f"the notebook jobs' numerics and CPU: {'; '.join(machines)}); [`figures/{profile}/README.md`]"
+             f"(figures/{profile}/README.md) has each column's and notebook's time.")  # fmt: skip
+    if covers(wall, chosen.columns):
+        return [f"`make reproduce` (the `{profile}` profile, {', '.join(wall['runs'])}) took "
+                f"**{wall['wall_seconds'] / 60:.1f} min** of wall time when last run, {wall['jobs_at_once']} jobs at "
+                f"once (finished {wall['finished'][:10]}; {where}"]  # fmt: skip
+    rerun = (f"{', '.join(wall['runs']) or 'no run'} alone ran in {wall['wall_seconds'] / 60:.1f} min "
+             f"(finished {wall['finished'][:10]})")  # fmt: skip
+    full = wall.get("last_complete")
+    if not full:
+        return [f"`make reproduce` of `{profile}` has not run in full on record: {rerun} ({where}"]
+    return [f"`make reproduce` (the `{profile}` profile, {', '.join(full['runs'])}) took "
+            f"**{full['wall_seconds'] / 60:.1f} min** of wall time when last run in full, {full['jobs_at_once']} jobs "
+            f"at once (finished {full['finished'][:10]}); since then {rerun}, which that full time predates "
+            f"({where}"]  # fmt: skip
 
 
 def _replace(text: str, start: str, end: str, lines: list[str]) -> str:

@@ -12,6 +12,7 @@ record's notebook writes, and ``missing_figures`` those of a column that are not
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,20 @@ def write_wall_time(figures_dir: str | Path, record: dict) -> Path:
     path = wall_time_record(figures_dir)
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     return path
+
+
+def covers(record: Mapping, columns) -> bool:
+    """Whether the invocation of the wall-time ``record`` ran every one of ``columns`` (any seed)."""
+    return all(any(run.startswith(f"{column.label} seed ") for run in record.get("runs", ())) for column in columns)
+
+
+def with_last_complete(record: dict, previous: Mapping | None, columns) -> dict:
+    """The wall-time ``record`` to write over ``previous``: one that ran only some of ``columns`` (``ONLY=...``)
+    keeps the last invocation that ran them all as ``last_complete``, the profile's full time."""
+    if covers(record, columns) or not previous:
+        return record
+    full = previous if covers(previous, columns) else previous.get("last_complete")
+    return {**record, "last_complete": dict(full)} if full else record
 
 
 def read_wall_time(figures_dir: str | Path) -> dict | None:

@@ -165,6 +165,10 @@ def _wall_time(profile: Profile, found: Records) -> list[str]:
                   + (f"{', '.join(ran)} (notebooks {', '.join(invocation['notebooks'])})" if ran else
                      "no run: every output was up to date")
                   + f", commit {invocation['commit']}, finished {invocation['finished']}.", ""]  # fmt: skip
+        if full := invocation.get("last_complete"):
+            lines += [f"The last run of every column before it took **{full['wall_seconds'] / 60:.1f} minutes**, "
+                      f"{full['jobs_at_once']} jobs at once, for {', '.join(full['runs'])}, commit {full['commit']}, "
+                      f"finished {full['finished']}.", ""]  # fmt: skip
 
     def column_time(label, runs):
         own = f"{label} {runs[0]['wall_seconds'] / 60:.1f}"

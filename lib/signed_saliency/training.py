@@ -6,7 +6,8 @@ uint8 tensors of ``signed_saliency.data``. After every epoch it writes a checkpo
 atomically (``<name>.partial.pt`` until the last epoch, then ``<name>.pt``, so the final file
 exists only for a finished run), holding the weights, optimizer state, full config, per-epoch loss and accuracy,
 data source and library version. A rerun with the same config reuses a finished checkpoint
-and resumes an interrupted one from its last epoch; the shuffling of epoch e comes from a
+and resumes an interrupted one from its last epoch (a longer run resumes from a finished shorter one, whose
+epochs are its first ones); the shuffling of epoch e comes from a
 generator seeded by (seed, e), so a resumed run ends with the same weights as an
 uninterrupted one. Frozen pre-trained backbones are a fixed function: their 1000 logits
 are computed once per image and only the head is trained on them, which is exact.
@@ -21,7 +22,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -152,6 +153,8 @@ def fit(
     state = None if found is None else _read_checkpoint(found)
     if state is not None and state.get("config") != asdict(config):
         state = None  # a hash collision or an edited file: never resume someone else's run
+    if state is None and not force:
+        state = _shorter_finished_run(config, checkpoint_dir, data_root)
     torch.manual_seed(config.seed)
     # ImageNet weights are fetched only for a fresh start: a checkpoint already holds every weight.
     model = build(config.model, pretrained=config.pretrained) if state is None else _architecture(config)
@@ -400,6 +403,21 @@ def main(argv: list[str] | None = None) -> int:
           f"test accuracy {result.test_accuracy:.4f} after {config.epochs} epochs, {how}; "
           f"data: {result.data_source or 'from checkpoint'}; checkpoint: {result.checkpoint}")  # fmt: skip
     return 0
+
+
+def _shorter_finished_run(config: TrainConfig, checkpoint_dir, data_root) -> dict | None:
+    """The state of the longest finished run of ``config`` with fewer epochs, if there is one: training has no
+    schedule and epoch e's shuffling depends only on (seed, e), so its epochs are the first ones of this run,
+    which resumes from it (its file stays)."""
+    for epochs in range(config.epochs - 1, 0, -1):
+        shorter = replace(config, epochs=epochs)
+        path = checkpoint_path(shorter, checkpoint_dir)
+        if path.exists():
+            state = _read_checkpoint(path)
+            if state.get("config") == asdict(shorter) and state["finished"]:
+                _check_trained_on_current_data(path, state, shorter, data_root)
+                return {**state, "finished": False}  # unfinished as a run of ``config``
+    return None
 
 
 def _partial(path: Path) -> Path:

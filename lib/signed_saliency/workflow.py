@@ -237,6 +237,12 @@ def execute(source: Path, output: Path, parameters: dict) -> Path:
         def _ip_default(self):  # each kernel its own socket files: parallel jobs' kernels must not share them
             return os.path.join(sockets.name, "kernel")
 
+        async def _async_interrupt_kernel(self):
+            # jupyter_client interrupts every kernel before asking it to shut down; an idle kernel that gets the
+            # SIGINT between two messages logs "ERROR | KeyboardInterrupt caught in kernel" in a successful job.
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
     source, output = Path(source), Path(output)
     failed = output.with_suffix(".failed.ipynb")
     with sockets, atomic_path(output) as tmp:
@@ -347,7 +353,8 @@ def tables_job(profile: str, figures_dir: str | Path | None = None) -> list[Path
     written = [*tables.assemble(chosen, figures, found), *write_findings_figure(chosen, found.own, figures)]
     if os.environ.get(INVOCATION_ENV):
         started = json.loads(os.environ[INVOCATION_ENV])
-        record = wall_time(started, time.time() - started["started"])
+        record = records.with_last_complete(wall_time(started, time.time() - started["started"]), found.wall_time,
+                                            chosen.columns)  # fmt: skip
         records.write_wall_time(figures, record)
         found = dataclasses.replace(found, wall_time=record)
     written = [*written, report.write_summary(chosen, figures, found)]
