@@ -447,3 +447,8 @@ def test_the_direct_solve_gives_the_same_bits_on_one_thread_and_on_two():
     one, two = cholesky.impute(images, masks, threads=1), cholesky.impute(images, masks, threads=2)
     assert np.array_equal(one, two)
     assert np.array_equal(one[~masks[:, None].repeat(3, 1)], images[~masks[:, None].repeat(3, 1)])
+    # Float32 images are solved in float64 and rounded once: the bits of solving their float64 copy.
+    single = images.astype(np.float32)
+    direct = cholesky.impute(single, masks, threads=2)
+    assert direct.dtype == np.float32
+    assert np.array_equal(direct, cholesky.impute(single.astype(np.float64), masks, threads=1).astype(np.float32))

@@ -135,7 +135,7 @@ def linear_imputation(
         return images.clone()
     if images.device.type == "cpu" and height * width <= DIRECT_PIXELS:
         # The exact direct solve (cholesky), every image in one compiled call on this process's threads.
-        filled = cholesky.impute(images.double().numpy(), deleted[:, 0].numpy(), torch.get_num_threads())
+        filled = cholesky.impute(images.numpy(), deleted[:, 0].numpy(), torch.get_num_threads())
         return torch.from_numpy(filled).to(images.dtype)
     chunk = max(1, _IMPUTATION_PIXELS // (height * width))
     if batch > chunk:  # measured fastest: larger tensors spend their time in page faults, smaller in overheads
