@@ -180,9 +180,12 @@ def _wall_time(profile: Profile, found: Records) -> list[str]:
     counted = f"{len(per_column)} column{'s' * (len(per_column) != 1)}"
     if len(every) > len(per_column):
         counted += f" ({len(every)} runs, every training seed's)"
+    untimed = [run_label for run_label, runs in per_column.items() if runs[0].get("training_untimed")]
+    untimed_text = (f", but for {', '.join(untimed)}, whose checkpoint no timed training job of this folder made"
+                    if untimed else "")  # fmt: skip
     lines.append(f"Job time: {total / 60:.1f} minutes for the notebooks of {counted} in their last runs, on "
                  f"{' and '.join(devices)}: {columns} min (each job's own time, its training included in "
-                 f"01_train{_job_time_against(invocation, len(every))}).")  # fmt: skip
+                 f"01_train{untimed_text}{_job_time_against(invocation, len(every))}).")  # fmt: skip
     controls = sum(run.get("notebooks", {}).get("08_metric_controls", {}).get("seconds", 0) for run in every)
     if controls:
         share, extra = controls / total, controls / (total - controls)

@@ -370,12 +370,19 @@ def record_job(run: Run, device: str) -> Path:
     timings = {nb: json.loads(run.timing(nb).read_text()) for nb in NOTEBOOKS if run.timing(nb).exists()}
     seconds = {nb: timing["seconds"] for nb, timing in timings.items()}
     trained = run.timing("train")
-    if trained.exists() and "01_train" in seconds:  # training ran in its own job: it is part of 01_train's time
+    # A timing older than the checkpoint belongs to an earlier one (say a shorter run this one was extended from).
+    timed = trained.exists() and (
+        not run.checkpoint.exists() or trained.stat().st_mtime >= run.checkpoint.stat().st_mtime
+    )
+    untimed = run.checkpoint.exists() and not timed
+    if "01_train" in seconds and timed:  # training ran in its own job: it is part of 01_train's time
         seconds["01_train"] += json.loads(trained.read_text())["seconds"]
     # Each notebook's own mode: a notebook not rerun since the mode changed keeps the one it ran under.
     modes = {nb: timing.get("numerics", "not recorded") for nb, timing in timings.items()}
     described = numerics.describe(threads=max((t.get("threads", 1) for t in timings.values()), default=1))
     record = run_record(seconds, device, None, described, modes)
+    if untimed:  # the checkpoint came from elsewhere (or a training job before this one): its time is not known
+        record["training_untimed"] = True
     return records.write_record(run.figures, "run", run.column.id, record)
 
 
