@@ -6,6 +6,7 @@ import torchvision
 
 from signed_saliency import __version__, training
 from signed_saliency.data import load_dataset
+from signed_saliency.records import train_record
 from signed_saliency.training import (
     StaleCheckpointError,
     TrainConfig,
@@ -93,6 +94,10 @@ def test_a_longer_run_resumes_from_a_finished_shorter_one(data_root, tmp_path, m
     assert epochs == [1] and extended.resumed_from_epoch == 1  # only the second epoch ran
     assert same_weights(extended.model, uninterrupted.model) and extended.history == uninterrupted.history
     assert shorter.checkpoint.exists() and extended.checkpoint.exists()  # the shorter run is kept
+    provenance = {"checkpoint": shorter.checkpoint.name, "epochs": 1}
+    assert extended.extended_from == provenance and uninterrupted.extended_from is None
+    reused = fit(config, data_root=data_root, checkpoint_dir=tmp_path / "b", progress=False)
+    assert reused.reused and train_record(reused)["extended_from"] == provenance
     forced = fit(config, data_root=data_root, checkpoint_dir=tmp_path / "b", force=True, progress=False)
     assert epochs == [1, 0, 1] and same_weights(forced.model, uninterrupted.model)
 

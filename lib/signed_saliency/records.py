@@ -47,7 +47,8 @@ def train_record(result) -> dict:
     return {"test_accuracy": result.test_accuracy, "epochs": result.config.epochs,
             "train_images": result.train_images, "test_images": result.test_images,
             "data_source": result.data_source, "checkpoint": result.checkpoint.name,
-            "history": result.history, "numerics": result.numerics}  # fmt: skip
+            "history": result.history, "numerics": result.numerics,
+            **({"extended_from": result.extended_from} if result.extended_from else {})}  # fmt: skip
 
 
 def seed_folder(root: Path, seed: int, default_seed: int) -> Path:

@@ -411,6 +411,10 @@ def _column_section(column, records, figures_dir) -> list[str]:
         f"images" + (f" (paper: {paper:.4f})." if paper is not None else ".")
     )
     lines.append(f"- Data: {copy}" + (" (the complete data)." if current else "."))
+    if extended := train.get("extended_from"):
+        lines.append(f"- Its first {extended['epochs']} epochs are the finished {extended['epochs']}-epoch run "
+                     f"`{extended['checkpoint']}` (same settings; training has no schedule), which it continued: its "
+                     f"training job's time counts epochs {extended['epochs'] + 1}-{train['epochs']} only.")  # fmt: skip
     if train["test_accuracy"] < 2 / CLASSES:
         lines.append(
             f"- **Caution:** test accuracy {train['test_accuracy']:.3f} is less than twice chance "

@@ -108,6 +108,7 @@ class TrainResult:
     resumed_from_epoch: int = 0
     seconds: float = 0.0
     numerics: dict | None = None  # ``numerics.describe()`` of the process that trained it; None before it was kept
+    extended_from: dict | None = None  # {"checkpoint", "epochs"}: the finished shorter run its first epochs are
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -163,7 +164,7 @@ def fit(
         model.load_state_dict(state["model_state"])
         return TrainResult(model.to(device).eval(), config, state["history"], state["test_accuracy"], path,
                            state["data_source"], state["train_images"], state["test_images"], reused=True,
-                           numerics=state.get("numerics"))  # fmt: skip
+                           numerics=state.get("numerics"), extended_from=state.get("extended_from"))  # fmt: skip
 
     numerics.check_active()
     described = numerics.describe()
@@ -179,7 +180,7 @@ def fit(
     trainable, train_inputs, test_inputs = _trainable_part(model, train_set, test_set, device)
     optimizer = torch.optim.AdamW(trainable.parameters(), lr=config.lr)
     history: list[dict] = []
-    first_epoch = 0
+    first_epoch, extended_from = 0, None if state is None else state.get("extended_from")
     if state is not None:
         model.load_state_dict(state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
@@ -197,12 +198,12 @@ def fit(
         epochs.set_postfix(loss=f"{loss:.3f}", train=f"{train_accuracy:.3f}", test=f"{test_accuracy:.3f}")
         finished = epoch + 1 == config.epochs
         _save(path if finished else partial, model, optimizer, config, history, epoch + 1, finished, test_accuracy,
-              train_set, test_set, device, described)  # fmt: skip
+              train_set, test_set, device, described, extended_from)  # fmt: skip
     partial.unlink(missing_ok=True)
     model.eval()
     return TrainResult(model, config, history, history[-1]["test_accuracy"], path, train_set.source,
-                       len(train_set), len(test_set), resumed_from_epoch=first_epoch,
-                       seconds=time.perf_counter() - started, numerics=described)  # fmt: skip
+                       len(train_set), len(test_set), resumed_from_epoch=first_epoch, numerics=described,
+                       seconds=time.perf_counter() - started, extended_from=extended_from)  # fmt: skip
 
 
 class DamagedCheckpointError(ValueError):
@@ -338,7 +339,7 @@ def _accuracy(module, inputs, labels, batch_size: int = 512) -> float:
 
 
 def _save(path, model, optimizer, config, history, epoch, finished, test_accuracy, train_set, test_set, device,
-          described):  # fmt: skip
+          described, extended_from=None):  # fmt: skip
     atomic_torch_save({
         "format": CHECKPOINT_FORMAT,
         "config": asdict(config),
@@ -356,6 +357,7 @@ def _save(path, model, optimizer, config, history, epoch, finished, test_accurac
         "torch_version": torch.__version__,
         "numerics": described,
         "version": __version__,
+        **({"extended_from": extended_from} if extended_from else {}),
     }, path)  # fmt: skip
 
 
@@ -416,7 +418,8 @@ def _shorter_finished_run(config: TrainConfig, checkpoint_dir, data_root) -> dic
             state = _read_checkpoint(path)
             if state.get("config") == asdict(shorter) and state["finished"]:
                 _check_trained_on_current_data(path, state, shorter, data_root)
-                return {**state, "finished": False}  # unfinished as a run of ``config``
+                # Unfinished as a run of ``config``; the record says which run its first epochs are.
+                return {**state, "finished": False, "extended_from": {"checkpoint": path.name, "epochs": epochs}}
     return None
 
 

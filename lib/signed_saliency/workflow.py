@@ -369,19 +369,16 @@ def record_job(run: Run, device: str) -> Path:
     """Write the run record from the timings of every notebook of the chain that has run in this build."""
     timings = {nb: json.loads(run.timing(nb).read_text()) for nb in NOTEBOOKS if run.timing(nb).exists()}
     seconds = {nb: timing["seconds"] for nb, timing in timings.items()}
-    trained = run.timing("train")
+    trained, made = run.timing("train"), run.checkpoint.stat().st_mtime if run.checkpoint.exists() else None
     # A timing older than the checkpoint belongs to an earlier one (say a shorter run this one was extended from).
-    timed = trained.exists() and (
-        not run.checkpoint.exists() or trained.stat().st_mtime >= run.checkpoint.stat().st_mtime
-    )
-    untimed = run.checkpoint.exists() and not timed
+    timed = trained.exists() and (made is None or trained.stat().st_mtime >= made)
     if "01_train" in seconds and timed:  # training ran in its own job: it is part of 01_train's time
         seconds["01_train"] += json.loads(trained.read_text())["seconds"]
     # Each notebook's own mode: a notebook not rerun since the mode changed keeps the one it ran under.
     modes = {nb: timing.get("numerics", "not recorded") for nb, timing in timings.items()}
     described = numerics.describe(threads=max((t.get("threads", 1) for t in timings.values()), default=1))
     record = run_record(seconds, device, None, described, modes)
-    if untimed:  # the checkpoint came from elsewhere (or a training job before this one): its time is not known
+    if made is not None and not timed:  # a checkpoint made outside this build's jobs: its training time is unknown
         record["training_untimed"] = True
     return records.write_record(run.figures, "run", run.column.id, record)
 
