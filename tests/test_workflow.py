@@ -2,7 +2,6 @@
 
 import io
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -232,22 +231,22 @@ def test_a_rerun_of_some_columns_keeps_the_last_full_run_time(tmp_path):
     )
 
 
-def test_a_training_time_older_than_its_checkpoint_is_not_counted(tmp_path, monkeypatch):
-    """A checkpoint extended outside the workflow (say 3 epochs to 5 by ``python -m signed_saliency.training``)
-    leaves the 3-epoch job's time behind: the run record must not give it as this checkpoint's."""
+def test_a_training_time_of_another_checkpoint_is_not_counted(tmp_path, monkeypatch):
+    """A checkpoint extended outside the workflow (say 8 epochs to 10 by ``python -m signed_saliency.training``)
+    leaves the 8-epoch job's time behind: the run record must not give it as this checkpoint's."""
     monkeypatch.setenv(paths.CHECKPOINTS_ENV, str(tmp_path / "checkpoints"))
     (run,) = workflow.plan("quick", "cifar10/cnn", figures_dir=tmp_path / "f", build_dir=tmp_path / "b").runs
     run.timing("01_train").parent.mkdir(parents=True)
     run.timing("01_train").write_text(json.dumps({"seconds": 6.0, "threads": 1, "numerics": "reproducible"}))
-    run.timing("train").write_text(json.dumps({"seconds": 1000.0}))
+    shorter = run.checkpoint.name.replace("_e10_", "_e8_")  # the job timed an 8-epoch run
+    run.timing("train").write_text(json.dumps({"seconds": 1000.0, "checkpoint": shorter}))
     run.checkpoint.parent.mkdir(parents=True)
     run.checkpoint.write_bytes(b"weights")
-    os.utime(run.timing("train"), (run.checkpoint.stat().st_mtime - 60,) * 2)
     record = json.loads(workflow.record_job(run, "cpu").read_text())
     assert record["notebooks"]["01_train"]["seconds"] == 6.0 and record["training_untimed"] is True
     assert ("its training included in 01_train, but for cifar10/cnn, whose checkpoint no timed training job of this "
             "folder made") in write_summary(get_profile("quick"), tmp_path / "f").read_text()  # fmt: skip
-    os.utime(run.timing("train"), (run.checkpoint.stat().st_mtime + 1,) * 2)  # the job that wrote the checkpoint
+    run.timing("train").write_text(json.dumps({"seconds": 1000.0, "checkpoint": run.checkpoint.name}))
     record = json.loads(workflow.record_job(run, "cpu").read_text())
     assert record["notebooks"]["01_train"]["seconds"] == 1006.0 and "training_untimed" not in record
 

@@ -275,8 +275,8 @@ def notebook_job(source: Path, output: Path, timing: Path, parameters: dict, lab
     return seconds
 
 
-def train_job(run: Run, device: str, threads: int) -> Path:
-    """One training job: fit the run's checkpoint (reused when finished, resumed when not)."""
+def train_job(run: Run, device: str, threads: int):
+    """One training job: fit the run's checkpoint (reused when finished, resumed when not); its ``TrainResult``."""
     _limit_threads(threads)
     import torch
 
@@ -284,8 +284,7 @@ def train_job(run: Run, device: str, threads: int) -> Path:
 
     torch.set_num_threads(threads)
     with follow(run.timing("train").with_name("train.log"), f"{run.label} · training"):
-        result = fit(run.column.train_config(run.seed), device=device)
-    return result.checkpoint
+        return fit(run.column.train_config(run.seed), device=device)
 
 
 def run_record(notebook_seconds: dict[str, float], device: str = "auto", previous: dict | None = None,
@@ -369,16 +368,16 @@ def record_job(run: Run, device: str) -> Path:
     """Write the run record from the timings of every notebook of the chain that has run in this build."""
     timings = {nb: json.loads(run.timing(nb).read_text()) for nb in NOTEBOOKS if run.timing(nb).exists()}
     seconds = {nb: timing["seconds"] for nb, timing in timings.items()}
-    trained, made = run.timing("train"), run.checkpoint.stat().st_mtime if run.checkpoint.exists() else None
-    # A timing older than the checkpoint belongs to an earlier one (say a shorter run this one was extended from).
-    timed = trained.exists() and (made is None or trained.stat().st_mtime >= made)
+    trained = json.loads(run.timing("train").read_text()) if run.timing("train").exists() else {}
+    # Only the job that made this checkpoint timed it (a shorter run's job, say, timed the shorter checkpoint).
+    timed = trained.get("checkpoint") == run.checkpoint.name
     if "01_train" in seconds and timed:  # training ran in its own job: it is part of 01_train's time
-        seconds["01_train"] += json.loads(trained.read_text())["seconds"]
+        seconds["01_train"] += trained["seconds"]
     # Each notebook's own mode: a notebook not rerun since the mode changed keeps the one it ran under.
     modes = {nb: timing.get("numerics", "not recorded") for nb, timing in timings.items()}
     described = numerics.describe(threads=max((t.get("threads", 1) for t in timings.values()), default=1))
     record = run_record(seconds, device, None, described, modes)
-    if made is not None and not timed:  # a checkpoint made outside this build's jobs: its training time is unknown
+    if run.checkpoint.exists() and not timed:  # made outside this build's training jobs: its time is unknown
         record["training_untimed"] = True
     return records.write_record(run.figures, "run", run.column.id, record)
 
@@ -433,9 +432,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.job == "train":
             started = time.perf_counter()
             run = _find_run(args)
-            train_job(run, args.device, args.threads)
+            checkpoint = train_job(run, args.device, args.threads).checkpoint.name
             seconds = round(time.perf_counter() - started, 1)
-            atomic_write_text(run.timing("train"), json.dumps({"seconds": seconds}) + "\n")
+            atomic_write_text(run.timing("train"), json.dumps({"seconds": seconds, "checkpoint": checkpoint}) + "\n")
         elif args.job == "record":
             record_job(_find_run(args), args.device)
         else:
