@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -86,7 +87,9 @@ def test_the_slurm_profile_is_valid_and_asks_one_gpu_per_job(tmp_path):
                "--directory", str(tmp_path), "--dry-run", "--config", "profile=paper", "only=cifar10/cnn",
                "seeds=42,43,44", "device=cuda", "threads=8", f"figures_dir={tmp_path / 'f'}",
                f"build_dir={tmp_path / 'b'}"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True)
+    # Checkpoints of its own: a checkout that has run the paper column already has seed 42's.
+    environment = {**os.environ, paths.CHECKPOINTS_ENV: str(tmp_path / "checkpoints")}
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-3000:]
     jobs = reproduce.dry_run_jobs(log)

@@ -180,12 +180,11 @@ def _wall_time(profile: Profile, found: Records) -> list[str]:
     counted = f"{len(per_column)} column{'s' * (len(per_column) != 1)}"
     if len(every) > len(per_column):
         counted += f" ({len(every)} runs, every training seed's)"
-    untimed = [run_label for run_label, runs in per_column.items() if runs[0].get("training_untimed")]
-    untimed_text = (f", but for {', '.join(untimed)}, whose checkpoint no timed training job of this folder made"
-                    if untimed else "")  # fmt: skip
+    untimed = ", ".join(label for label, runs in per_column.items() if runs[0].get("training_untimed"))
+    untimed = f", but for {untimed}, whose checkpoint no timed training job of this folder made" if untimed else ""
     lines.append(f"Job time: {total / 60:.1f} minutes for the notebooks of {counted} in their last runs, on "
                  f"{' and '.join(devices)}: {columns} min (each job's own time, its training included in "
-                 f"01_train{untimed_text}{_job_time_against(invocation, len(every))}).")  # fmt: skip
+                 f"01_train{untimed}{_job_time_against(invocation, len(every))}).")  # fmt: skip
     controls = sum(run.get("notebooks", {}).get("08_metric_controls", {}).get("seconds", 0) for run in every)
     if controls:
         share, extra = controls / total, controls / (total - controls)
@@ -194,12 +193,8 @@ def _wall_time(profile: Profile, found: Records) -> list[str]:
     notebooks = {name: sum(run.get("notebooks", {}).get(name, {}).get("seconds", 0) for run in every)
                  for name in dict.fromkeys(n for run in every for n in run.get("notebooks", {}))}  # fmt: skip
     if notebooks:
-        lines += [""]
-        lines.append(
-            "Per notebook, summed over the runs: "
-            + ", ".join(f"{name} {seconds / 60:.1f}" for name, seconds in notebooks.items())
-            + " min."
-        )
+        each = ", ".join(f"{name} {seconds / 60:.1f}" for name, seconds in notebooks.items())
+        lines += ["", f"Per notebook, summed over the runs: {each} min."]
     if missing:
         lines.append(f"Not run yet: {', '.join(missing)}.")
     return [*lines, ""]
@@ -411,10 +406,10 @@ def _column_section(column, records, figures_dir) -> list[str]:
         f"images" + (f" (paper: {paper:.4f})." if paper is not None else ".")
     )
     lines.append(f"- Data: {copy}" + (" (the complete data)." if current else "."))
-    if extended := train.get("extended_from"):
-        lines.append(f"- Its first {extended['epochs']} epochs are the finished {extended['epochs']}-epoch run "
-                     f"`{extended['checkpoint']}` (same settings; training has no schedule), which it continued: its "
-                     f"training job's time counts epochs {extended['epochs'] + 1}-{train['epochs']} only.")  # fmt: skip
+    if done := train.get("extended_from"):
+        lines.append(f"- Its first {done['epochs']} epochs are the finished run `{done['checkpoint']}` (same settings; "
+                     f"no schedule), continued: its training job's time counts epochs {done['epochs'] + 1}-"
+                     f"{train['epochs']} only.")  # fmt: skip
     if train["test_accuracy"] < 2 / CLASSES:
         lines.append(
             f"- **Caution:** test accuracy {train['test_accuracy']:.3f} is less than twice chance "
