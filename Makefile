@@ -51,7 +51,7 @@ reproduce: venv data ## run the chain's Snakemake workflow: PROFILE=auto|smoke|d
 	$(PY) -m signed_saliency.reproduce --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)) $(if $(ONLY),--only $(ONLY)) \
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(NUMERICS),--numerics $(NUMERICS))
 
-demo: venv ## a first look in about 5 minutes: the CIFAR-10 CNN, its maps, deletion curves and controls, in figures/demo/
+demo: venv ## a first look in under 5 minutes: the CIFAR-10 CNN, its maps, deletion curves and controls, in figures/demo/
 	$(PY) -m signed_saliency.reproduce --profile demo $(if $(wildcard $(ARCHIVES)/materialize.py),--archives $(ARCHIVES))
 
 train: venv data ## train + evaluate the CIFAR-10 CNN alone with the paper's settings (50 epochs)

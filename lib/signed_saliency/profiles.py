@@ -9,7 +9,7 @@ weights for the two pre-trained columns. ``quick`` keeps the four from-scratch c
 with fewer epochs and image subsets so that the paper's qualitative conclusions can be
 checked on a 2-core CPU in about 100 minutes (figures/quick/README.md has the measured time);
 ``smoke`` touches every code path in minutes, with models untrained on purpose; ``demo`` shows the
-paper's effect on one column in about five minutes, running only the notebooks that show it.
+paper's effect on one column in under five minutes, running only the notebooks that show it.
 """
 
 from __future__ import annotations
@@ -147,15 +147,16 @@ PROFILES = {
         caveat="**These models are untrained on purpose, and the numbers below mean nothing.** `smoke` trains "
         "one epoch on tiny subsets so that CI runs every notebook and code path in minutes; its models sit near "
         "chance, so their maps and curves cannot show the paper's effect either way. For a first look at the "
-        "effect, run `make demo` (about 5 minutes); for the paper's tables, `make reproduce`.",
+        "effect, run `make demo` (under 5 minutes); for the paper's tables, `make reproduce`.",
     ),
     "demo": Profile(
         "demo",
-        # A first look in five minutes on a 2-core CPU: the CIFAR-10 CNN reaches 0.431 test accuracy after 3
-        # epochs of the complete data (the quick profile's learning curve; 0.391 after 2), which is enough for
-        # the maps to follow the class, and notebook 08's verdicts need at least 30 images (200 here).
+        # A first look in under five minutes on a 2-core CPU (`make demo` from a fresh clone: 110 s, 2026-12-05):
+        # the CIFAR-10 CNN reaches 0.428 test accuracy after 3 epochs of the complete data under
+        # NUMERICS=reproducible (0.379 after 2), which is enough for the maps to follow the class, and notebook
+        # 08's verdicts need at least 30 images (200 here).
         (Column("cifar10", "cnn", epochs=3, deletion_images=500, controls_images=200),),
-        "a first look in about five minutes: the CIFAR-10 CNN trained for 3 epochs, its five maps, the deletion "
+        "a first look in under five minutes: the CIFAR-10 CNN trained for 3 epochs, its five maps, the deletion "
         "curves on 500 test images and the metric controls on 200",
         notebooks=("01_train", "02_qualitative", "03_quantitative", "08_metric_controls"),
     ),
