@@ -22,7 +22,7 @@ from signed_saliency.findings import against_random, carried
 from signed_saliency.io import atomic_write_text
 from signed_saliency.numerics import summary
 from signed_saliency.profiles import get_profile
-from signed_saliency.records import covers, load
+from signed_saliency.records import last_full_run, load
 from signed_saliency.tables import interval_text
 
 PROFILE = "quick"  # the profile whose findings the README leads with
@@ -70,13 +70,13 @@ def runtime_block(profile: str = PROFILE, figures_dir: str | Path | None = None)
     machines = [m if m != "not recorded" else "a machine whose numerics were not recorded" for m in machines]
     where = (f"the notebook jobs' numerics and CPU: {'; '.join(machines)}); [`figures/{profile}/README.md`]"
              f"(figures/{profile}/README.md) has each column's and notebook's time.")  # fmt: skip
-    if covers(wall, chosen.columns):
+    full = last_full_run(wall, chosen.columns)
+    if full is wall:
         return [f"`make reproduce` (the `{profile}` profile, {', '.join(wall['runs'])}) took "
                 f"**{wall['wall_seconds'] / 60:.1f} min** of wall time when last run, {wall['jobs_at_once']} jobs at "
                 f"once (finished {wall['finished'][:10]}; {where}"]  # fmt: skip
     rerun = (f"{', '.join(wall['runs']) or 'no run'} alone ran in {wall['wall_seconds'] / 60:.1f} min "
              f"(finished {wall['finished'][:10]})")  # fmt: skip
-    full = wall.get("last_complete")
     if not full:
         return [f"`make reproduce` of `{profile}` has not run in full on record: {rerun} ({where}"]
     return [f"`make reproduce` (the `{profile}` profile, {', '.join(full['runs'])}) took "

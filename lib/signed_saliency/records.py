@@ -85,12 +85,18 @@ def covers(record: Mapping, columns) -> bool:
     return all(any(run.startswith(f"{column.label} seed ") for run in record.get("runs", ())) for column in columns)
 
 
+def last_full_run(record: Mapping, columns) -> Mapping | None:
+    """The wall-time record of the last invocation that ran every one of ``columns``: ``record`` itself, or the
+    ``last_complete`` it keeps (``with_last_complete``); None when there is none."""
+    return record if covers(record, columns) else record.get("last_complete")
+
+
 def with_last_complete(record: dict, previous: Mapping | None, columns) -> dict:
     """The wall-time ``record`` to write over ``previous``: one that ran only some of ``columns`` (``ONLY=...``)
     keeps the last invocation that ran them all as ``last_complete``, the profile's full time."""
     if covers(record, columns) or not previous:
         return record
-    full = previous if covers(previous, columns) else previous.get("last_complete")
+    full = last_full_run(previous, columns)
     return {**record, "last_complete": dict(full)} if full else record
 
 

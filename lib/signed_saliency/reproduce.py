@@ -64,13 +64,13 @@ class RunReport:
 def announcement(chosen: Plan, jobs: int, numerics: str) -> list[str]:
     """What a run is about to do, before it does it: the runs, how long the committed records say it takes,
     and which folders it writes over."""
-    from signed_saliency.records import covers, load
+    from signed_saliency.records import last_full_run, load
 
     columns = get_profile(chosen.profile).columns
     found = load(columns, chosen.figures)
     recorded, runs = found.wall_time, [found.own[c.id]["run"] for c in columns]
-    if recorded and not covers(recorded, columns) and recorded.get("last_complete"):
-        recorded = recorded["last_complete"]  # an ONLY=... rerun is no estimate of the whole profile
+    if recorded:  # an ONLY=... rerun is no estimate of the whole profile: the last full run is, where there is one
+        recorded = last_full_run(recorded, columns) or recorded
     if recorded and recorded["runs"]:  # an invocation that found everything up to date says nothing of the time
         estimate = (f"the last recorded run of this profile took {recorded['wall_seconds'] / 60:.1f} min with "
                     f"JOBS={recorded['jobs_at_once']} for {', '.join(recorded['runs'])}")  # fmt: skip

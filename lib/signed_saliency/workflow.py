@@ -369,15 +369,16 @@ def record_job(run: Run, device: str) -> Path:
     timings = {nb: json.loads(run.timing(nb).read_text()) for nb in NOTEBOOKS if run.timing(nb).exists()}
     seconds = {nb: timing["seconds"] for nb, timing in timings.items()}
     trained = json.loads(run.timing("train").read_text()) if run.timing("train").exists() else {}
+    checkpoint = run.checkpoint
     # Only the job that made this checkpoint timed it (a shorter run's job, say, timed the shorter checkpoint).
-    timed = trained.get("checkpoint") == run.checkpoint.name
+    timed = trained.get("checkpoint") == checkpoint.name
     if "01_train" in seconds and timed:  # training ran in its own job: it is part of 01_train's time
         seconds["01_train"] += trained["seconds"]
     # Each notebook's own mode: a notebook not rerun since the mode changed keeps the one it ran under.
     modes = {nb: timing.get("numerics", "not recorded") for nb, timing in timings.items()}
     described = numerics.describe(threads=max((t.get("threads", 1) for t in timings.values()), default=1))
     record = run_record(seconds, device, None, described, modes)
-    if run.checkpoint.exists() and not timed:  # made outside this build's training jobs: its time is unknown
+    if checkpoint.exists() and not timed:  # made outside this build's training jobs: its time is unknown
         record["training_untimed"] = True
     return records.write_record(run.figures, "run", run.column.id, record)
 
