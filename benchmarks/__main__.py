@@ -25,6 +25,15 @@ SIZES = {
 }
 
 
+TRAINED_CNN = "CNN (1 epoch on 5,000 images)"
+
+
+def _trained_cnn(root: str, device):
+    """The CIFAR-10 CNN whose gradient maps give the benchmarks real MoRF masks: one seeded epoch, seconds."""
+    return fit(TrainConfig("cifar10", "cnn", epochs=1, train_size=5000), data_root=root, device=device,
+               progress=False).model.eval()  # fmt: skip
+
+
 def run_gradients(device, sizes, args) -> dict:
     return {
         "gradients": [
@@ -42,14 +51,13 @@ def run_gradients(device, sizes, args) -> dict:
 def run_deletion(device, sizes, args) -> dict:
     root = str(paths.data_root(args.data_root))
     cifar = load_dataset("cifar10", "test", root).subset(256, 0).batch(slice(None), "cpu")
-    trained = fit(TrainConfig("cifar10", "cnn", epochs=1, train_size=5000), data_root=root, device=device,
-                  progress=False).model  # fmt: skip
+    trained = _trained_cnn(root, device)
     torch.manual_seed(0)
     r18 = build("resnet18").eval()
     imagenette = load_dataset("imagenette", "val", root).subset(sizes["deletion_224_images"], 0).batch(slice(None))
     return {
         "deletion": [
-            deletion.run(trained, cifar, "CNN (1 epoch on 5,000 images), CIFAR-10", device, args.repeats),
+            deletion.run(trained, cifar, f"{TRAINED_CNN}, CIFAR-10", device, args.repeats),
             deletion.run(r18, cifar, "ResNet-18 (random weights), CIFAR-10", device, args.repeats),
             deletion.run(r18, imagenette, "ResNet-18 (random weights), Imagenette 224×224", device, args.repeats),
         ],
@@ -62,10 +70,11 @@ def run_imputation(device, sizes, args) -> dict:
     root = str(paths.data_root(args.data_root))
     cifar = load_dataset("cifar10", "test", root).subset(256, 0).batch(slice(None))
     imagenette = load_dataset("imagenette", "val", root).subset(8, 0).batch(slice(None))
+    trained = _trained_cnn(root, device)
     torch.manual_seed(0)
     model = build("cnn").eval().to(device)
     return {"imputation": [
-        imputation.run(model, cifar.to(device), "CNN (random weights), CIFAR-10 32×32", args.repeats),
+        imputation.run(trained, cifar.to(device), f"{TRAINED_CNN}, CIFAR-10 32×32", args.repeats),
         imputation.run(model, imagenette.to(device), "CNN (random weights), Imagenette 224×224", args.repeats,
                        imputation.FRACTIONS_224),
     ]}  # fmt: skip

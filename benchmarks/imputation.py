@@ -1,14 +1,12 @@
 """ROAD's linear imputation of 256 CIFAR-10 images at the 13 fractions: ours against Quantus, per image.
 
-Ours: ``signed_saliency.imputation.linear_imputation`` on every image × fraction at once (at 32 px the exact
-envelope Cholesky of ``cholesky``, on this process's threads; at 224 px float64-refined conjugate gradients
-with a multigrid preconditioner, batched over images and channels). Theirs: Quantus'
+Ours: ``signed_saliency.imputation.linear_imputation`` on every image × fraction at once (the exact
+nested-dissection Cholesky of ``cholesky``, on this process's threads). Theirs: Quantus'
 ``noisy_linear_imputation`` with ``noise=0`` (the code of tleemann/road_evaluation), one image at a
 time as ROAD and Quantus call it: a sparse system built with ``lil_matrix`` and solved by
 ``scipy.sparse.linalg.spsolve``. The masks are the full MoRF rankings (PROTOCOL §8) of a CNN's
 original gradient maps, so the holes are the blobs real maps delete, not scattered pixels. Both
-fill the same pixels; the largest difference between their images is reported with the times.
-"""
+fill the same pixels; the largest difference between their images is reported with the times."""
 
 from __future__ import annotations
 
@@ -16,6 +14,7 @@ import numpy as np
 import torch
 
 from benchmarks.timing import interleaved_medians
+from signed_saliency import cholesky
 from signed_saliency.deletion import FRACTIONS
 from signed_saliency.imputation import linear_imputation
 from signed_saliency.rankings import full_ranking
@@ -54,7 +53,8 @@ def run(model, images, what: str, repeats: int = 3, fractions=FRACTIONS) -> dict
                                      "forward": lambda: model(filled)}, repeats)  # fmt: skip
     return {"what": what, "images": len(images), "fractions": len(fractions), "systems": len(batch),
             "ours": times["ours"], "quantus": times["quantus"], "forward": times["forward"],
-            "per_system": times["ours"] / len(batch),
+            "per_system": times["ours"] / len(batch), "threads": torch.get_num_threads(),
+            "workspace_bytes": cholesky.workspace_bytes(*images.shape[-2:], images.shape[1]),
             "solver_share": times["ours"] / (times["ours"] + times["forward"]),
             "max_abs_difference": float(np.abs(ours - theirs).max())}  # fmt: skip
 

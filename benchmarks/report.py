@@ -39,6 +39,12 @@ def render(folder: Path = FOLDER) -> Path:
     return atomic_write_text(folder / "results.md", "\n".join(lines) + "\n")
 
 
+def _workspace(row: dict) -> str:
+    if "workspace_bytes" not in row:
+        return "not measured"
+    return f"{row['workspace_bytes'] / 2**20:.1f} MiB per thread × {row['threads']}, at most, whatever the mask"
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:,.0f} ms" if seconds >= 0.1 else f"{seconds * 1000:.1f} ms"
 
@@ -78,15 +84,15 @@ def _section(r: dict) -> list[str]:
     if r.get("imputation"):
         lines += ["", "### ROAD's linear imputation (PROTOCOL §8): every non-empty MoRF mask, image × fraction", "",
                   "| what | images × fractions | systems | ours | per system | Quantus, per image | speed-up | "
-                  "max abs difference | solver's share of an imputation curve |",
-                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "max abs difference | solver's share of an imputation curve | solver memory |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for row in r["imputation"]:
             share = f"{row['solver_share']:.0%}" if "solver_share" in row else "not measured"
             per_system = f"{row['per_system'] * 1000:.2f} ms" if "per_system" in row else "not measured"
             lines.append(f"| {row['what']} | {row['images']} × {row['fractions']} | {row['systems']:,} | "
                          f"{_ms(row['ours'])} | {per_system} | {_ms(row['quantus'])} | "
                          f"{row['quantus'] / row['ours']:.1f}× | {row['max_abs_difference']:.1e} | "
-                         f"{share} |")  # fmt: skip
+                         f"{share} | {_workspace(row)} |")  # fmt: skip
     t = r["training"]
     lines += ["", "### Training", "", "| what | ours | theirs | speed-up |", "|---|---|---|---|",
               f"| CNN on CIFAR-10, batch {t['batch']}, {t['steps']} steps: images/s (ours: uint8 tensor; theirs: "

@@ -2,6 +2,7 @@
 
 import doctest
 import math
+import os
 
 import numpy as np
 import pytest
@@ -370,16 +371,16 @@ def test_the_claim_lines_a_run_ends_with():
 
 
 def _spsolve_reference(image: np.ndarray, deleted: np.ndarray) -> np.ndarray:
-    """PROTOCOL §8's system for one image (K, S, S) written out as a sparse matrix, vectorised, and solved by
+    """PROTOCOL §8's system for one image (K, H, W) written out as a sparse matrix, vectorised, and solved by
     ``scipy.sparse.linalg.spsolve`` in float64: the imputed values (unknowns, K)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.linalg import spsolve
 
-    side = deleted.shape[0]
+    height, width = deleted.shape
     index = np.flatnonzero(deleted)
-    number = np.full(side * side, -1)
+    number = np.full(height * width, -1)
     number[index] = np.arange(len(index))
-    ys, xs = np.divmod(index, side)
+    ys, xs = np.divmod(index, width)
     rows, cols, values = [], [], []
     diagonal, rhs = np.zeros(len(index)), np.zeros((len(index), image.shape[0]))
     flat = image.reshape(image.shape[0], -1)
@@ -389,8 +390,8 @@ def _spsolve_reference(image: np.ndarray, deleted: np.ndarray) -> np.ndarray:
                 continue
             weight = 1 / 6 if dy == 0 or dx == 0 else 1 / 12
             y, x = ys + dy, xs + dx
-            inside = (y >= 0) & (y < side) & (x >= 0) & (x < side)
-            neighbour = np.where(inside, y * side + x, 0)
+            inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+            neighbour = np.where(inside, y * width + x, 0)
             diagonal += weight * inside
             unknown = inside & (number[neighbour] >= 0)
             rows.append(np.flatnonzero(unknown))
@@ -419,11 +420,8 @@ def _edge_masks(side: int) -> dict:
     return masks
 
 
-@pytest.mark.parametrize("solver", ["direct", "refined CG"])
 @pytest.mark.parametrize("side", [32, 224])
-def test_imputation_equals_spsolve_to_1e_5_on_edge_cases(side, solver, monkeypatch):
-    # Each solver at each size: the direct one where the images are small enough for it, refined CG elsewhere.
-    monkeypatch.setattr(imputation, "DIRECT_PIXELS", side * side if solver == "direct" else 0)
+def test_imputation_equals_spsolve_to_1e_5_on_edge_cases(side):
     generator = torch.Generator().manual_seed(side)
     masks = _edge_masks(side)
     images = torch.rand(len(masks), 3, side, side, generator=generator)
@@ -436,6 +434,58 @@ def test_imputation_equals_spsolve_to_1e_5_on_edge_cases(side, solver, monkeypat
     # Every pixel but one deleted: the exact answer is the kept pixel's value everywhere.
     kept = images[2, :, -1, 0].double().numpy()[:, None, None]
     assert np.abs(ours[2] - kept).max() <= 1e-5
+
+
+@pytest.mark.parametrize("shape", [(1, 9), (9, 1), (2, 2), (13, 17), (40, 23), (9, 64)])
+def test_imputation_equals_spsolve_on_odd_shapes(shape):
+    # Rectangles that the nested dissection cuts unevenly, lines one pixel wide and leaves smaller than 8 × 8.
+    from signed_saliency import cholesky
+
+    generator = np.random.default_rng(sum(shape))
+    images = generator.random((4, 3, *shape))
+    masks = generator.random((4, *shape)) < np.array([0.2, 0.5, 0.8, 0.95])[:, None, None]
+    masks[:, 0, 0] = False
+    masks[3, 1:, :] = masks[3, :, 1:] = True  # everything but the first pixel
+    ours = cholesky.impute(images, masks, threads=2)
+    for i in range(len(images)):
+        if masks[i].any():
+            direct = _spsolve_reference(images[i], masks[i])
+            assert np.abs(ours[i].reshape(3, -1)[:, np.flatnonzero(masks[i])].T - direct).max() <= 1e-12
+    assert np.abs(ours[3] - images[3, :, :1, :1]).max() <= 1e-12  # the kept pixel's value everywhere
+
+
+def test_the_direct_solve_gives_the_same_bits_compiled_for_plain_x86_64_with_bounds_checked(tmp_path):
+    # The same masks solved by a fresh process whose numba compiles for plain x86-64 (SSE2: two doubles per
+    # vector, no fused multiply-add, where this machine may have AVX-512 and FMA) with every array index
+    # checked: the bits are this process's, so the sums kept their order and no multiply-add was fused, and
+    # no mask, the worst ones included, writes past a buffer that _bounds sized.
+    import subprocess
+    import sys
+
+    from signed_saliency import cholesky
+
+    generator = np.random.default_rng(3)
+    for side in (32, 48):
+        images = generator.random((6, 3, side, side))
+        masks = generator.random((6, side, side)) < np.array([0.1, 0.5, 0.9, 0.99, 1.0, 1.0])[:, None, None]
+        masks[:, -1, 0] = False
+        masks[5, 0, 0] = False  # two kept pixels in opposite corners
+        np.save(tmp_path / f"images{side}.npy", images)
+        np.save(tmp_path / f"masks{side}.npy", masks)
+        np.save(tmp_path / f"here{side}.npy", cholesky.impute(images, masks, threads=2))
+    script = (
+        "import numpy as np, sys\n"
+        "from signed_saliency import cholesky\n"
+        "for side in (32, 48):\n"
+        f"    d = {str(tmp_path)!r}\n"
+        "    out = cholesky.impute(np.load(f'{d}/images{side}.npy'), np.load(f'{d}/masks{side}.npy'), threads=2)\n"
+        "    np.save(f'{d}/there{side}.npy', out)\n"
+    )
+    environment = {**os.environ, "NUMBA_CPU_NAME": "x86-64", "NUMBA_BOUNDSCHECK": "1",
+                   "NUMBA_CACHE_DIR": str(tmp_path / "numba")}  # fmt: skip
+    subprocess.run([sys.executable, "-c", script], env=environment, check=True, timeout=600)
+    for side in (32, 48):
+        assert np.array_equal(np.load(tmp_path / f"here{side}.npy"), np.load(tmp_path / f"there{side}.npy"))
 
 
 def test_the_direct_solve_gives_the_same_bits_on_one_thread_and_on_two():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from signed_saliency import paths
+from signed_saliency import cholesky, paths
 from signed_saliency.attribution import RELU_RULES, attribution_maps_for, options_for
 from signed_saliency.controls import (
     LEAKAGE_FRACTIONS,
@@ -165,7 +165,8 @@ class Context:
         train = self.split("train", self.column.controls_images)
         key = {**self.fingerprint(test), "fractions": list(FRACTIONS), "seeds": list(seeds), "resamples": resamples,
                "leakage": list(LEAKAGE_FRACTIONS), "train_images": len(train),
-               "imputation": self.column.controls_imputation}  # fmt: skip
+               # The solver names its bits: curves imputed by another solver are not reused.
+               "imputation": self.column.controls_imputation and cholesky.SOLVER}  # fmt: skip
         chunk = max(1, (1 << 18) // (test.images.shape[-2] * test.images.shape[-1]))
 
         def masks_and_labels(images: ImageSet, desc: str, each_batch=None):

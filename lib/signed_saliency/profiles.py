@@ -37,8 +37,8 @@ class Column:
     sanity_images: int = 256  # test images for the sanity checks (notebook 06)
     beyond_images: int = 256  # test images for the other methods' and graded deletion curves (notebook 07)
     controls_images: int | None = None  # test images for the deletion metric's controls (notebook 08)
-    # ROAD's imputation fill in notebook 08 (SRG under imputation, the imputation cell of ranking × fill): at
-    # 224 px it costs 20 times the rest of the controls on a CPU, so quick's Imagenette columns go without it.
+    # ROAD's imputation fill in notebook 08 (SRG under imputation, the imputation cell of ranking × fill); off
+    # only to time the controls without it.
     controls_imputation: bool = True
 
     def __post_init__(self):
@@ -173,13 +173,14 @@ PROFILES = {
         # earlier image counts took 101.3 min (68.4 of it training), and a notebook's time grows with its images
         # (08 on the Imagenette CNN: 363 s for 8), so these were halved: 06-08 of the CIFAR-10 ResNet-18, 03-08
         # of the Imagenette CNN, 03, 04 and 08 of the Imagenette ResNet-18 (its 06 and 07 already had 2 images).
-        # Notebook 08's verdicts need 30 images (PROTOCOL §8), which the Imagenette columns get by leaving out
-        # ROAD's imputation (measured per test image at 224 px: CNN 1.8 s without it, 41 s with it; ResNet-18
-        # 15.8 s and 63 s): 200 images for the CNN; the CNN's Tables 2-3 on 500.
+        # Notebook 08's verdicts need 30 images (PROTOCOL §8). Its controls cost per test image at 224 px, one
+        # thread, NUMERICS=reproducible (2026-12-05): CNN 3.6 s without ROAD's imputation and 9.0 s with it
+        # (the exact nested-dissection solver; 41 s with the iterative one before it), ResNet-18 30.2 s and
+        # 41.3 s (94 curves of 13 fractions, mostly ResNet-18 forwards). Both keep it: 200 images for the CNN
+        # (its Tables 2-3 on 500), 50 for the ResNet-18.
         # Under NUMERICS=reproducible (kernels capped at AVX2) the Imagenette ResNet-18's test accuracy after
         # epochs 1-5 was 0.142, 0.290, 0.268, 0.250, 0.546 (train accuracy 0.36 to 0.66; 2026-12-05), so it trains
-        # 5 epochs (about 380 s each here), and its 08 gets 50 images (32 s each, single-threaded: the 76 curves of
-        # 13 fractions at 224 px are ResNet-18 forwards) and Tables 2-3 200.
+        # 5 epochs (about 380 s each here), and its Tables 2-3 get 200 images.
         (
             Column(
                 "cifar10",
@@ -212,7 +213,6 @@ PROFILES = {
                 sanity_images=2,
                 beyond_images=4,
                 controls_images=200,
-                controls_imputation=False,
             ),
             Column(
                 "imagenette",
@@ -225,7 +225,6 @@ PROFILES = {
                 sanity_images=2,
                 beyond_images=2,
                 controls_images=50,
-                controls_imputation=False,
             ),
         ),  # fmt: skip
         "the four from-scratch columns with fewer epochs and image subsets, planned for 100 minutes on a 2-core CPU "
