@@ -93,7 +93,7 @@ def workspace_bytes(height: int, width: int, channels: int = 3) -> int:
     """The bytes one thread of ``impute`` allocates for any mask of a height × width image with ``channels``."""
     largest, factor, rhs, stack = (int(b) for b in _bounds(height, width, channels))
     parts = len(_dissection(height, width)[-1])
-    return 8 * (factor + rhs + stack + height * width * (channels + 1) + largest * (channels + 2) + 6 * parts)
+    return 8 * (factor + rhs + stack + height * width * (channels + 1) + largest * (channels + 2) + 4 * parts + 1)
 
 
 @numba.njit(cache=True)
@@ -168,24 +168,31 @@ def _eliminate(front, rhs, base, m, own, channels):
 
 
 @numba.njit(cache=True)
+def _front(part, deleted, own_at, own, ring_at, ring, pixels):
+    """The front of ``part`` into ``pixels``: its own deleted pixels, then its ring's; returns both counts."""
+    n = 0
+    for t in range(own_at[part], own_at[part + 1]):
+        if deleted[own[t]]:
+            pixels[n] = own[t]
+            n += 1
+    mine = n
+    for t in range(ring_at[part], ring_at[part + 1]):
+        if deleted[ring[t]]:
+            pixels[n] = ring[t]
+            n += 1
+    return mine, n
+
+
+@numba.njit(cache=True)
 def _solve_one(image, deleted, out, own_at, own, ring_at, ring, children, work):
     channels, height, width = image.shape
-    local, pixels, factor, rhs, stack, solution, values, at, sizes, entry_at, entry_part = work
+    local, pixels, factor, rhs, stack, solution, values, at, offsets, entry_at, entry_part = work
     out[:] = image  # the kept pixels; the deleted ones are overwritten below
     parts = len(children)
     entries, used, used_rhs = 0, 0, 0
     entry_at[0] = 0
     for part in range(parts):
-        n = 0  # the front: this part's deleted pixels, then its ring's
-        for t in range(own_at[part], own_at[part + 1]):
-            if deleted[own[t]]:
-                pixels[n] = own[t]
-                n += 1
-        mine = n
-        for t in range(ring_at[part], ring_at[part + 1]):
-            if deleted[ring[t]]:
-                pixels[n] = ring[t]
-                n += 1
+        mine, n = _front(part, deleted, own_at, own, ring_at, ring, pixels)
         for a in range(n):
             local[pixels[a]] = a
         front = factor[used : used + n * n]
@@ -234,22 +241,13 @@ def _solve_one(image, deleted, out, own_at, own, ring_at, ring, children, work):
         entries += 1
         for a in range(n):
             local[pixels[a]] = -1
-        sizes[3 * part], sizes[3 * part + 1], sizes[3 * part + 2] = used, used_rhs, n
+        offsets[2 * part], offsets[2 * part + 1] = used, used_rhs
         used += mine * n  # the rows of Lᵀ stay; the complement's rows are overwritten by the next front
         used_rhs += mine * channels
     for part in range(parts - 1, -1, -1):  # Lᵀ x = y, root first
-        base, base_rhs, n = sizes[3 * part], sizes[3 * part + 1], sizes[3 * part + 2]
-        mine = 0
-        for t in range(own_at[part], own_at[part + 1]):
-            if deleted[own[t]]:
-                pixels[mine] = own[t]
-                mine += 1
-        m = mine
-        for t in range(ring_at[part], ring_at[part + 1]):
-            if deleted[ring[t]]:
-                pixels[m] = ring[t]
-                m += 1
-        for i in range(mine, m):  # the ring's values, solved by an ancestor, next to each other
+        base, base_rhs = offsets[2 * part], offsets[2 * part + 1]
+        mine, n = _front(part, deleted, own_at, own, ring_at, ring, pixels)
+        for i in range(mine, n):  # the ring's values, solved by an ancestor, next to each other
             for c in range(channels):
                 values[i * channels + c] = solution[c, pixels[i]]
         for k in range(mine - 1, -1, -1):
@@ -278,28 +276,42 @@ def _solve_one(image, deleted, out, own_at, own, ring_at, ring, children, work):
                 out[c, p // width, p % width] = solution[c, p]
 
 
+@numba.njit(cache=True)
+def _workspaces(threads, channels, height, width, bounds, parts):
+    # One row per thread, padded: buffers of two threads that shared a cache line measured 1.3x slower.
+    pad = 64
+    return (np.full((threads, height * width + pad), -1, np.int64), np.empty((threads, bounds[0] + pad), np.int64),
+            np.empty((threads, bounds[1] + pad)), np.empty((threads, bounds[2] + pad)),
+            np.empty((threads, bounds[3] + pad)), np.empty((threads, channels, height * width + pad)),
+            np.empty((threads, bounds[0] * channels + pad)), np.empty((threads, bounds[0] + pad), np.int64),
+            np.empty((threads, 2 * parts + pad), np.int64), np.empty((threads, parts + 1 + pad), np.int64),
+            np.empty((threads, parts + pad), np.int64))  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _row(spaces, t):
+    return (spaces[0][t], spaces[1][t], spaces[2][t], spaces[3][t], spaces[4][t], spaces[5][t], spaces[6][t],
+            spaces[7][t], spaces[8][t], spaces[9][t], spaces[10][t])  # fmt: skip
+
+
 @numba.njit(parallel=True, cache=True)
 def _solve_all(images, masks, out, threads, own_at, own, ring_at, ring, children, bounds):
     # Thread t takes images t, t + threads, …: batches come ordered by fraction (small systems first), and
-    # prange's contiguous halves would give one thread all the large ones. Each thread's workspace is a row of
-    # arrays made here, padded: buffers that two threads wrote within one cache line measured 1.3x slower.
-    channels, height, width = images.shape[1:]
-    largest, parts, pad = bounds[0], len(children), 64
-    local = np.full((threads, height * width + pad), -1, np.int64)
-    pixels, at = np.empty((threads, largest + pad), np.int64), np.empty((threads, largest + pad), np.int64)
-    factor = np.empty((threads, bounds[1] + pad))
-    rhs = np.empty((threads, bounds[2] + pad))
-    stack = np.empty((threads, bounds[3] + pad))
-    solution = np.empty((threads, channels, height * width + pad))
-    values = np.empty((threads, largest * channels + pad))
-    sizes = np.empty((threads, 3 * parts + pad), np.int64)
-    entry_at = np.empty((threads, parts + 1 + pad), np.int64)
-    entry_part = np.empty((threads, parts + pad), np.int64)
+    # prange's contiguous halves would give one thread all the large ones.
+    spaces = _workspaces(threads, *images.shape[1:], bounds, len(children))
     for t in numba.prange(threads):
-        work = (local[t], pixels[t], factor[t], rhs[t], stack[t], solution[t], values[t], at[t], sizes[t], entry_at[t],
-                entry_part[t])  # fmt: skip
+        work = _row(spaces, t)
         for b in range(t, images.shape[0], threads):
             _solve_one(images[b], masks[b].ravel(), out[b], own_at, own, ring_at, ring, children, work)
+
+
+@numba.njit(cache=True)
+def _solve_serially(images, masks, out, own_at, own, ring_at, ring, children, bounds):
+    # One thread without a parallel region: OpenMP's idle workers spin between regions, and a job given one core
+    # that calls the solver at every deletion step kept a second core busy (measured: two such jobs ran 2x slower).
+    work = _row(_workspaces(1, *images.shape[1:], bounds, len(children)), 0)
+    for b in range(images.shape[0]):
+        _solve_one(images[b], masks[b].ravel(), out[b], own_at, own, ring_at, ring, children, work)
 
 
 def impute(images: np.ndarray, masks: np.ndarray, threads: int = 1) -> np.ndarray:
@@ -313,7 +325,11 @@ def impute(images: np.ndarray, masks: np.ndarray, threads: int = 1) -> np.ndarra
     masks = np.ascontiguousarray(masks, dtype=np.bool_)
     out = np.empty_like(images)
     threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS, len(images)))
-    numba.set_num_threads(threads)
     height, width = images.shape[-2:]
-    _solve_all(images, masks, out, threads, *_dissection(height, width), _bounds(height, width, images.shape[1]))
+    dissection, bounds = _dissection(height, width), _bounds(height, width, images.shape[1])
+    if threads == 1:
+        _solve_serially(images, masks, out, *dissection, bounds)
+    else:
+        numba.set_num_threads(threads)
+        _solve_all(images, masks, out, threads, *dissection, bounds)
     return out
