@@ -488,6 +488,29 @@ def test_the_direct_solve_gives_the_same_bits_compiled_for_plain_x86_64_with_bou
         assert np.array_equal(np.load(tmp_path / f"here{side}.npy"), np.load(tmp_path / f"there{side}.npy"))
 
 
+def test_one_thread_imputation_enters_no_parallel_region(monkeypatch):
+    # A notebook job gets one core. Solved through numba's parallel region, even on one thread, each job of two
+    # kept a second thread busy in the 08 runs of 2026-12-05 (top: 4 busy threads on 2 cores; 08 ran 2-3x
+    # slower), so one thread takes the serial path; two threads still take the parallel one.
+    from signed_saliency import cholesky
+
+    images, deleted = torch.rand(4, 3, 16, 16), torch.rand(4, 16, 16) < 0.5
+    expected = linear_imputation(images, deleted)
+
+    def refuse(*args):
+        raise AssertionError("the parallel solver ran on one thread")
+
+    monkeypatch.setattr(cholesky, "_solve_all", refuse)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert torch.equal(linear_imputation(images, deleted), expected)
+    finally:
+        torch.set_num_threads(threads)
+    with pytest.raises(AssertionError, match="parallel solver"):
+        cholesky.impute(images.numpy(), deleted.numpy(), threads=2)
+
+
 def test_the_direct_solve_gives_the_same_bits_on_one_thread_and_on_two():
     from signed_saliency import cholesky
 
