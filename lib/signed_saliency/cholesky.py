@@ -90,10 +90,10 @@ def _bounds(height: int, width: int, channels: int) -> np.ndarray:
 
 
 def workspace_bytes(height: int, width: int, channels: int = 3) -> int:
-    """The bytes one thread of ``impute`` allocates for any mask of a height × width image with ``channels``."""
-    largest, factor, rhs, stack = (int(b) for b in _bounds(height, width, channels))
+    """The bytes one thread of ``impute`` allocates for any mask of a height × width image with ``channels``:
+    the arrays of ``_workspaces`` themselves, made for one thread (untouched pages cost no memory)."""
     parts = len(_dissection(height, width)[-1])
-    return 8 * (factor + rhs + stack + height * width * (channels + 1) + largest * (channels + 2) + 4 * parts + 1)
+    return sum(a.nbytes for a in _workspaces(1, channels, height, width, _bounds(height, width, channels), parts))
 
 
 @numba.njit(cache=True)
@@ -133,33 +133,20 @@ def _eliminate(front, rhs, base, m, own, channels):
                 _subtract_one(front, u(base + j * m), u(pivot), u(j), u(m), a)
                 for c in range(channels):
                     rhs[j * channels + c] -= a * rhs[p * channels + c]
-        # Within a leaf, row-major elimination keeps the own columns banded: the block's pivot rows are zero past
-        # ``reach`` there, so later rows only need the columns up to it and the ring's (skipping exact zeros
-        # leaves every other entry's operations, and so its bits, unchanged).
-        first, reach = base + k * m, k + block - 1
-        for p in range(k, k + block):
-            for i in range(own - 1, reach, -1):
-                if front[base + p * m + i] != 0.0:
-                    reach = i
-                    break
+        first = base + k * m
         for j in range(k + block, m):  # the block's updates of every later row, four in one pass
-            if j > reach and j < own:
-                continue  # its multipliers are zero
             row = base + j * m
-            for start, stop in ((j, min(reach + 1, own)), (max(j, own), m)):
-                if start >= stop:
-                    continue
-                if block == 4:
-                    a, b = front[first + j], front[first + m + j]
-                    c, d = front[first + 2 * m + j], front[first + 3 * m + j]
-                    if a != 0.0 or b != 0.0 or c != 0.0 or d != 0.0:
-                        _subtract_four(front, u(row), u(first), u(first + m), u(first + 2 * m), u(first + 3 * m),
-                                       u(start), u(stop), a, b, c, d)  # fmt: skip
-                else:
-                    for p in range(k, k + block):
-                        a = front[base + p * m + j]
-                        if a != 0.0:
-                            _subtract_one(front, u(row), u(base + p * m), u(start), u(stop), a)
+            if block == 4:
+                a, b = front[first + j], front[first + m + j]
+                c, d = front[first + 2 * m + j], front[first + 3 * m + j]
+                if a != 0.0 or b != 0.0 or c != 0.0 or d != 0.0:
+                    _subtract_four(front, u(row), u(first), u(first + m), u(first + 2 * m), u(first + 3 * m), u(j),
+                                   u(m), a, b, c, d)  # fmt: skip
+            else:
+                for p in range(k, k + block):
+                    a = front[base + p * m + j]
+                    if a != 0.0:
+                        _subtract_one(front, u(row), u(base + p * m), u(j), u(m), a)
             for p in range(k, k + block):
                 a = front[base + p * m + j]
                 for c in range(channels):
