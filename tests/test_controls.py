@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from signed_saliency import controls, imputation, leakage
+from signed_saliency import cholesky, controls, imputation, leakage
 from signed_saliency.controls import bootstrap, control_curves, image_aucs, srg, summarize
 from signed_saliency.deletion import FRACTIONS, deletion_curves
 from signed_saliency.evaluation import PAPER_CURVES
@@ -438,9 +438,7 @@ def test_imputation_equals_spsolve_to_1e_5_on_edge_cases(side):
 
 @pytest.mark.parametrize("shape", [(1, 9), (9, 1), (2, 2), (13, 17), (40, 23), (9, 64)])
 def test_imputation_equals_spsolve_on_odd_shapes(shape):
-    # Rectangles that the nested dissection cuts unevenly, lines one pixel wide and leaves smaller than 8 × 8.
-    from signed_saliency import cholesky
-
+    # Rectangles that the nested dissection cuts unevenly, lines one pixel wide and leaves smaller than 4 × 4.
     generator = np.random.default_rng(sum(shape))
     images = generator.random((4, 3, *shape))
     masks = generator.random((4, *shape)) < np.array([0.2, 0.5, 0.8, 0.95])[:, None, None]
@@ -461,8 +459,6 @@ def test_the_direct_solve_gives_the_same_bits_compiled_for_plain_x86_64_with_bou
     # no mask, the worst ones included, writes past a buffer that _bounds sized.
     import subprocess
     import sys
-
-    from signed_saliency import cholesky
 
     generator = np.random.default_rng(3)
     for side in (32, 48):
@@ -492,8 +488,6 @@ def test_one_thread_imputation_enters_no_parallel_region(monkeypatch):
     # A notebook job gets one core. Solved through numba's parallel region, even on one thread, each job of two
     # kept a second thread busy in the 08 runs of 2026-12-05 (top: 4 busy threads on 2 cores; 08 ran 2-3x
     # slower), so one thread takes the serial path; two threads still take the parallel one.
-    from signed_saliency import cholesky
-
     images, deleted = torch.rand(4, 3, 16, 16), torch.rand(4, 16, 16) < 0.5
     expected = linear_imputation(images, deleted)
 
@@ -512,8 +506,6 @@ def test_one_thread_imputation_enters_no_parallel_region(monkeypatch):
 
 
 def test_the_direct_solve_gives_the_same_bits_on_one_thread_and_on_two():
-    from signed_saliency import cholesky
-
     generator = np.random.default_rng(0)
     images = generator.random((16, 3, 32, 32))
     masks = generator.random((16, 32, 32)) < np.linspace(0.05, 0.95, 16)[:, None, None]
